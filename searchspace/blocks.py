@@ -1,0 +1,265 @@
+"""The pieces around the token mixer (DESIGN §1.1): FFN, block topology, serial / parallel layouts,
+stems, downsampling and head; each with a `*_cost` function beside it in closed form.
+
+Tensors are channels-last (B, H, W, C) between modules, as in timm's Swin.
+Imports torch, timm and searchspace's spec, cost, layers and mixer only.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import DropPath, LayerNorm2d, LayerScale, Mlp, SEModule, make_divisible
+from timm.models.swin_transformer import PatchMerging
+from torch import Tensor, nn
+
+from . import cost as C
+from .layers import ConvBNAct, LastDimBatchNorm, act_layer, nchw, nhwc, norm_layer, out_size
+from .mixer import TokenMixer, mixer_cost
+from .spec import ArchSpec, StageSpec
+
+SE_RATIO = 0.25  # LocalViT's squeeze-excitation reduction
+
+
+# --- FFN -------------------------------------------------------------------------------------------------
+def ffn_hidden(dim: int, ratio: float) -> int:
+    return max(1, int(round(dim * ratio)))
+
+
+class LocalFeedForward(nn.Module):
+    """LocalViT's FFN: linear -> act -> k x k depth-wise conv -> act -> [SE] -> linear (timm's Mlp has no
+    place for the depth-wise conv)."""
+
+    def __init__(self, dim: int, hidden: int, act: type[nn.Module], local: int, se: bool):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act()
+        self.local = nn.Conv2d(hidden, hidden, local, padding=local // 2, groups=hidden) if local else nn.Identity()
+        self.local_act = act() if local else nn.Identity()
+        self.se = SEModule(hidden, rd_ratio=SE_RATIO) if se else nn.Identity()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act(self.fc1(x))
+        x = nhwc(self.se(self.local_act(self.local(nchw(x)))))
+        return self.fc2(x)
+
+
+def feed_forward(stage: StageSpec, dim: int, act: type[nn.Module]) -> nn.Module:
+    hidden = ffn_hidden(dim, stage.ffn_ratio)
+    if stage.ffn_local or stage.ffn_se:
+        return LocalFeedForward(dim, hidden, act, stage.ffn_local, stage.ffn_se)
+    return Mlp(dim, hidden, act_layer=act)
+
+
+def feed_forward_cost(stage: StageSpec, dim: int, pixels: int) -> C.Cost:
+    hidden = ffn_hidden(dim, stage.ffn_ratio)
+    total = C.linear(dim, hidden, pixels) + C.linear(hidden, dim, pixels)
+    if stage.ffn_local:
+        total += C.conv(hidden, hidden, stage.ffn_local, pixels, groups=hidden)
+    if stage.ffn_se:
+        reduced = make_divisible(hidden * SE_RATIO, 8, round_limit=0.0)
+        total += C.conv(hidden, reduced, 1, 1) + C.conv(reduced, hidden, 1, 1)
+    return total
+
+
+# --- token-mixer layouts ----------------------------------------------------------------------------------
+class ParallelMixer(nn.Module):
+    """MixFormer's layout: two STM branches side by side, optional bi-directional interactions.
+
+    The first branch mixes C/2 channels (LN(linear C->C/2) in), the second C channels (LN(linear C->C)
+    in) and projects to C/2. Channel interaction: the second branch's features gate the first's
+    values; spatial interaction: the first's output gates the second's. Output: linear C->C of both.
+    """
+
+    def __init__(self, stage: StageSpec, dim: int, feature_size, shifted: bool):
+        super().__init__()
+        half = dim // 2
+        self.first_in = nn.Sequential(nn.Linear(dim, half), nn.LayerNorm(half))
+        self.first = TokenMixer(stage.mixer, half, feature_size, shifted=shifted, value_proj=False, out_dim=None)
+        self.first_norm = nn.LayerNorm(half)
+        self.second_in = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
+        self.second = TokenMixer(stage.second_mixer, dim, feature_size, shifted=shifted, value_proj=False, out_dim=half)
+        self.second_norm = LastDimBatchNorm(half)
+        self.interaction = stage.interaction
+        if stage.interaction:
+            c8, c16 = max(1, dim // 8), max(1, dim // 16)
+            self.channel_gate = nn.Sequential(
+                nn.Linear(dim, c8), nn.BatchNorm1d(c8), nn.GELU(), nn.Linear(c8, half), nn.Sigmoid()
+            )
+            self.spatial_gate = nn.Sequential(
+                nn.Linear(half, c16), LastDimBatchNorm(c16), nn.GELU(), nn.Linear(c16, 1), nn.Sigmoid()
+            )
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        second = self.second.mix(self.second_in(x))
+        gate = self.channel_gate(second.mean((1, 2))) if self.interaction else None
+        first = self.first.mix(self.first_in(x), value_gate=gate)
+        second = self.second.proj(second)
+        if self.interaction:
+            second = second * self.spatial_gate(first)
+        return self.proj(torch.cat([self.first_norm(first), self.second_norm(second)], -1))
+
+
+def parallel_cost(stage: StageSpec, dim: int, feature_size, shifted: bool) -> C.Cost:
+    pixels = feature_size[0] * feature_size[1]
+    half = dim // 2
+    total = C.linear(dim, half, pixels) + C.norm(half) + C.norm(half)
+    total += mixer_cost(stage.mixer, half, feature_size, shifted=shifted, value_proj=False, out_dim=None)
+    total += C.linear(dim, dim, pixels) + C.norm(dim) + C.norm(half)
+    total += mixer_cost(stage.second_mixer, dim, feature_size, shifted=shifted, value_proj=False, out_dim=half)
+    if stage.interaction:
+        c8, c16 = max(1, dim // 8), max(1, dim // 16)
+        total += C.linear(dim, c8, 1) + C.norm(c8) + C.linear(c8, half, 1)
+        total += C.linear(half, c16, pixels) + C.norm(c16) + C.linear(c16, 1, pixels)
+    return total + C.linear(dim, dim, pixels)
+
+
+def token_mixer(stage: StageSpec, dim: int, feature_size, shifted: bool) -> nn.Module:
+    if stage.layout == "parallel":
+        return ParallelMixer(stage, dim, feature_size, shifted)
+    first = TokenMixer(stage.mixer, dim, feature_size, shifted=shifted)
+    if stage.layout == "single":
+        return first
+    return nn.Sequential(first, TokenMixer(stage.second_mixer, dim, feature_size, shifted=shifted))
+
+
+def token_mixer_cost(stage: StageSpec, dim: int, feature_size, shifted: bool) -> C.Cost:
+    if stage.layout == "parallel":
+        return parallel_cost(stage, dim, feature_size, shifted)
+    total = mixer_cost(stage.mixer, dim, feature_size, shifted=shifted)
+    if stage.layout == "serial":
+        total += mixer_cost(stage.second_mixer, dim, feature_size, shifted=shifted)
+    return total
+
+
+# --- the block ----------------------------------------------------------------------------------------------
+def _mixer_normalises_input(stage: StageSpec) -> bool:
+    """DWNet's conv-BN-ReLU projection normalises the mixer's input, so the block adds no norm before it."""
+    return stage.layout != "parallel" and stage.mixer.projection == "conv_bn"
+
+
+class Block(nn.Module):
+    """transformer: x + mixer(norm(x)); x + ffn(norm(x)).   convnext: x + ffn(norm(mixer(x)))."""
+
+    def __init__(self, stage: StageSpec, dim: int, feature_size, shifted: bool, arch: ArchSpec, drop_path: float):
+        super().__init__()
+        self.topology = stage.topology
+        self.mixer = token_mixer(stage, dim, feature_size, shifted)
+        if self.topology == "transformer":
+            self.norm1 = nn.Identity() if _mixer_normalises_input(stage) else norm_layer(arch.norm, dim)
+            self.ls1 = LayerScale(dim, arch.layer_scale) if arch.layer_scale else nn.Identity()
+        self.norm2 = norm_layer(arch.norm, dim)
+        self.ffn = feed_forward(stage, dim, act_layer(arch.act))
+        self.ls2 = LayerScale(dim, arch.layer_scale) if arch.layer_scale else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.topology == "transformer":
+            x = x + self.drop_path(self.ls1(self.mixer(self.norm1(x))))
+            return x + self.drop_path(self.ls2(self.ffn(self.norm2(x))))
+        return x + self.drop_path(self.ls2(self.ffn(self.norm2(self.mixer(x)))))
+
+
+def block_cost(stage: StageSpec, dim: int, feature_size, shifted: bool, arch: ArchSpec) -> C.Cost:
+    pixels = feature_size[0] * feature_size[1]
+    total = token_mixer_cost(stage, dim, feature_size, shifted) + C.norm(dim)
+    total += feed_forward_cost(stage, dim, pixels)
+    scales = 1
+    if stage.topology == "transformer":
+        scales = 2
+        if not _mixer_normalises_input(stage):
+            total += C.norm(dim)
+    if arch.layer_scale:
+        total += C.params(scales * dim)
+    return total
+
+
+# --- stem, downsampling, head -------------------------------------------------------------------------------
+def _stem_strides(stem_stride: int) -> tuple[int, int]:
+    return {4: (2, 2), 2: (2, 1), 1: (1, 1)}[stem_stride]
+
+
+class Stem(nn.Module):
+    """NCHW image -> channels-last features at 1/stem_stride. patch: one s x s conv + LN (Swin).
+    overlap: 3x3 conv to C/2 + LN + GELU, [extra 3x3 convs], 3x3 conv to C + LN (the STM paper, MixFormer)."""
+
+    def __init__(self, arch: ArchSpec, in_chans: int, dim: int, stem_stride: int):
+        super().__init__()
+        if arch.stem == "patch":
+            self.convs = nn.Conv2d(in_chans, dim, stem_stride, stem_stride)
+            self.norm = nn.LayerNorm(dim)
+        else:
+            half = max(1, dim // 2)
+            first, last = _stem_strides(stem_stride)
+            layers = [nn.Conv2d(in_chans, half, 3, first, 1), LayerNorm2d(half), nn.GELU()]
+            for _ in range(arch.stem_extra_convs):
+                layers += [nn.Conv2d(half, half, 3, 1, 1), LayerNorm2d(half), nn.GELU()]
+            layers.append(nn.Conv2d(half, dim, 3, last, 1))
+            self.convs = nn.Sequential(*layers)
+            self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(nhwc(self.convs(x)))
+
+
+def stem_output(arch: ArchSpec, size: tuple[int, int], stem_stride: int) -> tuple[int, int]:
+    if arch.stem == "patch":
+        return tuple(s // stem_stride for s in size)
+    first, last = _stem_strides(stem_stride)
+    return tuple(out_size(out_size(s, 3, first), 3, last) for s in size)
+
+
+def stem_cost(arch: ArchSpec, in_chans: int, dim: int, size: tuple[int, int], stem_stride: int) -> C.Cost:
+    h, w = stem_output(arch, size, stem_stride)
+    if arch.stem == "patch":
+        return C.conv(in_chans, dim, stem_stride, h * w) + C.norm(dim)
+    half = max(1, dim // 2)
+    first, _ = _stem_strides(stem_stride)
+    mid = out_size(size[0], 3, first) * out_size(size[1], 3, first)
+    total = C.conv(in_chans, half, 3, mid) + C.norm(half)
+    total += (C.conv(half, half, 3, mid) + C.norm(half)) * arch.stem_extra_convs
+    return total + C.conv(half, dim, 3, h * w) + C.norm(dim)
+
+
+def downsample(kind: str, cin: int, cout: int) -> nn.Module:
+    if kind == "patch_merge":  # Swin: concatenate 2x2 -> LN -> linear 4C -> C'
+        return PatchMerging(cin, cout)
+    return ConvBNAct(cin, cout, 3, 2, nn.LayerNorm(cout), act=False, bias=False)
+
+
+def downsample_cost(kind: str, cin: int, cout: int, out_pixels: int) -> C.Cost:
+    if kind == "patch_merge":
+        return C.norm(4 * cin) + C.linear(4 * cin, cout, out_pixels, bias=False)
+    return C.conv(cin, cout, 3, out_pixels, bias=False) + C.norm(cout)
+
+
+def half_size(size: tuple[int, int]) -> tuple[int, int]:
+    return tuple(-(-s // 2) for s in size)
+
+
+class Head(nn.Module):
+    """[final LN unless every stage ends in one] -> [1x1 to head_ratio*C + BN + GELU] -> average pool -> linear."""
+
+    def __init__(self, arch: ArchSpec, dim: int, num_classes: int):
+        super().__init__()
+        self.norm = nn.Identity() if arch.stage_norm else nn.LayerNorm(dim)
+        hidden = ffn_hidden(dim, arch.head_ratio) if arch.head_ratio else 0
+        if hidden:
+            self.pre_logits = nn.Sequential(nn.Linear(dim, hidden, bias=False), LastDimBatchNorm(hidden), nn.GELU())
+        else:
+            self.pre_logits = nn.Identity()
+        self.fc = nn.Linear(hidden or dim, num_classes) if num_classes else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pre_logits(self.norm(x)).mean((1, 2)))
+
+
+def head_cost(arch: ArchSpec, dim: int, pixels: int, num_classes: int) -> C.Cost:
+    total = C.Cost() if arch.stage_norm else C.norm(dim)
+    hidden = ffn_hidden(dim, arch.head_ratio) if arch.head_ratio else 0
+    if hidden:
+        total += C.linear(dim, hidden, pixels, bias=False) + C.norm(hidden)
+    if num_classes:
+        total += C.linear(hidden or dim, num_classes, 1)
+    return total

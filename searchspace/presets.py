@@ -1,0 +1,55 @@
+"""The seeds' hand-made networks as named points of the space (DESIGN §1.3), and spec loading.
+
+Each preset is a data file in presets/: the spec, plus the published figures it must reproduce.
+Imports only searchspace's spec and errors.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from .errors import NasError
+from .spec import ArchSpec, read_document, spec_from_data
+
+PRESET_DIR = Path(__file__).parent / "presets"
+TOLERANCE = {"params": 0.03, "macs": 0.05}  # published.json's tolerance for reproducing a row
+
+
+@cache
+def _preset_documents() -> dict[str, dict]:
+    docs = {}
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        docs[path.stem] = read_document(path)
+    return docs
+
+
+def preset_names() -> list[str]:
+    return list(_preset_documents())
+
+
+@cache
+def preset(name: str) -> ArchSpec:
+    docs = _preset_documents()
+    if name not in docs:
+        raise NasError(f"unknown preset {name!r} (presets: {', '.join(docs)})")
+    return spec_from_data(docs[name], str(PRESET_DIR / f"{name}.yaml"))
+
+
+def published(name: str) -> dict:
+    """The seed paper's figures for a preset: params_m, macs_g, top1, source (and notes)."""
+    return dict(_preset_documents()[name].get("published", {}))
+
+
+def preset_by_id() -> dict[str, str]:
+    return {preset(name).id: name for name in preset_names()}
+
+
+def load_spec(ref: str) -> ArchSpec:
+    """A spec from a preset name or a YAML/JSON file (a spec, or an exported model config)."""
+    if ref in _preset_documents():
+        return preset(ref)
+    path = Path(ref)
+    if not path.exists():
+        raise NasError(f"{ref!r} is neither a preset ({', '.join(preset_names())}) nor a spec file")
+    return spec_from_data(read_document(path), str(path))
