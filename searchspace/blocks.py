@@ -203,15 +203,15 @@ class Stem(nn.Module):
         return self.norm(nhwc(self.convs(x)))
 
 
-def stem_output(arch: ArchSpec, size: tuple[int, int], stem_stride: int) -> tuple[int, int]:
-    if arch.stem == "patch":
+def stem_output(stem: str, size: tuple[int, int], stem_stride: int) -> tuple[int, int]:
+    if stem == "patch":
         return tuple(s // stem_stride for s in size)
     first, last = _stem_strides(stem_stride)
     return tuple(out_size(out_size(s, 3, first), 3, last) for s in size)
 
 
 def stem_cost(arch: ArchSpec, in_chans: int, dim: int, size: tuple[int, int], stem_stride: int) -> C.Cost:
-    h, w = stem_output(arch, size, stem_stride)
+    h, w = stem_output(arch.stem, size, stem_stride)
     if arch.stem == "patch":
         return C.conv(in_chans, dim, stem_stride, h * w) + C.norm(dim)
     half = max(1, dim // 2)
@@ -234,8 +234,13 @@ def downsample_cost(kind: str, cin: int, cout: int, out_pixels: int) -> C.Cost:
     return C.conv(cin, cout, 3, out_pixels, bias=False) + C.norm(cout)
 
 
-def half_size(size: tuple[int, int]) -> tuple[int, int]:
-    return tuple(-(-s // 2) for s in size)
+def feature_sizes(stem: str, num_stages: int, img_size=224, stem_stride: int = 4) -> list[tuple[int, int]]:
+    """The feature-map size of every stage for an input of `img_size` (an int or (H, W))."""
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    sizes = [stem_output(stem, size, stem_stride)]
+    for _ in range(num_stages - 1):
+        sizes.append(tuple(-(-s // 2) for s in sizes[-1]))  # both downsamplings give ceil(s / 2)
+    return sizes
 
 
 class Head(nn.Module):

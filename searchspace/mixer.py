@@ -46,6 +46,11 @@ def hadamard_width(dim: int) -> int:
     return 4 * math.ceil(2 * dim / 3 / 4)
 
 
+def _odd(kernel: int) -> int:
+    """A 'same' convolution needs an odd kernel; a clamped window of even side gets the next odd one."""
+    return kernel | 1
+
+
 def _blocks(size: int, kernel: int) -> int:
     return -(-size // kernel)
 
@@ -154,9 +159,9 @@ class TokenMixer(nn.Module):
                 nn.Linear(dim, hidden, bias=False), LastDimBatchNorm(hidden), nn.ReLU(), nn.Linear(hidden, g * k2)
             )
         elif dynamic == "hadamard":  # ELSA: filters from q (.) k through a grouped conv and a 1x1 conv
-            d = self.qk_dim
+            d, gk = self.qk_dim, _odd(self.kernel)
             self.generator = nn.Sequential(
-                nn.Conv2d(d, d, self.kernel, padding=self.kernel // 2, groups=d // 4),
+                nn.Conv2d(d, d, gk, padding=gk // 2, groups=d // 4),
                 nn.GELU(),
                 nn.Conv2d(d, g * k2, 1),
             )
@@ -318,8 +323,8 @@ class TokenMixer(nn.Module):
             masked = masked.masked_fill(shift_mask, float("-inf")).unsqueeze(1)  # (nW, 1, N, N)
             bias = masked if bias is None else masked + bias.unsqueeze(0)
         elif bias is not None:
-            bias = bias.unsqueeze(0).expand(n_windows, g, n, n)
-        return None if bias is None else bias.reshape(1, n_windows * g, n, n)
+            bias = bias.unsqueeze(0)
+        return None if bias is None else bias.expand(n_windows, g, n, n).reshape(1, n_windows * g, n, n)
 
     def _static_window_weights(self, rows: int, cols: int) -> Tensor:
         bank = self.static_weight
@@ -475,7 +480,7 @@ def mixer_cost(
         total += C.linear(dim, hidden, pixels, bias=False) + C.norm(hidden) + C.linear(hidden, g * k2, pixels)
     elif dynamic == "hadamard":
         d = hadamard_width(dim)
-        total += C.conv(d, d, kernel, pixels, groups=d // 4) + C.conv(d, g * k2, 1, pixels)
+        total += C.conv(d, d, _odd(kernel), pixels, groups=d // 4) + C.conv(d, g * k2, 1, pixels)
         if spec.ghost_head:
             total += C.conv(dim, dim, kernel, pixels, groups=dim, bias=False)
 

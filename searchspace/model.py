@@ -20,10 +20,9 @@ from .blocks import (
     block_cost,
     downsample,
     downsample_cost,
-    half_size,
+    feature_sizes,
     head_cost,
     stem_cost,
-    stem_output,
 )
 from .layers import norm_layer
 from .spec import ArchSpec
@@ -47,11 +46,7 @@ def _pair(size) -> tuple[int, int]:
 
 
 def stage_sizes(spec: ArchSpec, img_size=224, stem_stride: int = 4) -> list[tuple[int, int]]:
-    """The feature-map size of every stage for an input of `img_size`."""
-    sizes = [stem_output(spec, _pair(img_size), stem_stride)]
-    for _ in spec.stages[1:]:
-        sizes.append(half_size(sizes[-1]))
-    return sizes
+    return feature_sizes(spec.stem, len(spec.stages), img_size, stem_stride)
 
 
 def _is_shifted(index: int) -> bool:
