@@ -9,6 +9,7 @@ Imports nothing above `searchspace`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ class Cost:
 
     def __mul__(self, times: int) -> "Cost":
         return Cost(self.params * times, self.macs * times)
+
+    def __iter__(self):  # params, macs = count(spec)
+        return iter((self.params, self.macs))
 
 
 def linear(cin: int, cout: int, tokens: int, bias: bool = True) -> Cost:
@@ -95,7 +99,8 @@ def measure_macs(model, example) -> int:
     aten = torch.ops.aten
 
     def sdpa_cpu(query, key, value, *args, out_shape=None, **kwargs):
-        return sdpa_flop_count(query, key, value)
+        flat = [(math.prod(s[:-3]), *s[-3:]) for s in (query, key, value)]  # any leading batch dims
+        return sdpa_flop_count(*flat)
 
     def grid_sample(inp, grid, *args, out_shape=None, **kwargs):
         # one multiply-add per sampled channel value: the DCNv3 convention of the reference counts

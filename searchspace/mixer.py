@@ -270,48 +270,47 @@ class TokenMixer(nn.Module):
     # --- connectivity: window --------------------------------------------------------------------------
     def _window(self, x: Tensor, gate: Tensor | None) -> Tensor:
         b, h, w, c = x.shape
-        k, s, g = self.kernel, self.shift, self.heads
+        k, s, g, hd = self.kernel, self.shift, self.heads, self.head_dim
         n = k * k
         dynamic = self.spec.dynamic
         if dynamic == "attention":
-            q, key, v = self._split_qkv(x, gate)
-            pixels = torch.cat([q, key, v], -1)
+            pixels = x  # q, k, v are made after partitioning: C channels move through roll and partition, not 3C
         elif dynamic == "static":
             pixels = self._values(x, gate)
         else:
             weights, v = self._pixel_weights(x, gate)
             pixels = torch.cat([v, nhwc(weights.flatten(1, 2))], -1)
         ph, pw = (-h) % k, (-w) % k
-        pixels = F.pad(pixels, (0, 0, 0, pw, 0, ph))
+        if ph or pw:
+            pixels = F.pad(pixels, (0, 0, 0, pw, 0, ph))
         hp, wp = h + ph, w + pw
         if s:
             pixels = torch.roll(pixels, (-s, -s), (1, 2))
-        windows = window_partition(pixels, (k, k)).view(-1, n, pixels.shape[-1])  # (B*nW, N, *)
-        n_windows = windows.shape[0] // b
+        windows = window_partition(pixels, (k, k)).view(b, -1, n, pixels.shape[-1])  # (B, nW, N, *)
+        n_windows = windows.shape[1]
         shift_mask = self._cached(("shift", hp, wp, x.device), lambda: _shift_mask(hp, wp, k, s, x.device)) if s else None
 
         if dynamic == "attention":
-            q, key, v = windows.view(-1, n, 3, g, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            q, key, v = self.qkv(windows).view(b, n_windows, n, 3, g, hd).permute(3, 0, 1, 4, 2, 5).unbind(0)
+            if gate is not None:
+                v = v * gate.view(b, 1, g, 1, hd)
             bias = self._window_bias(n_windows, shift_mask, q.dtype)
-            # heads of all windows side by side, so one bias (nW*G, N, N) broadcasts over the batch
-            q, key, v = (t.reshape(b, n_windows * g, n, self.head_dim) for t in (q, key, v))
-            out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias)
-            out = out.view(b * n_windows, g, n, self.head_dim)
+            # heads of all windows side by side: one bias (nW*G, N, N) broadcasts over the batch
+            q, key, v = (t.reshape(b, n_windows * g, n, hd) for t in (q, key, v))
+            out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias).view(b, n_windows, g, n, hd)
         else:
-            v = windows[..., :c].reshape(b, n_windows, n, g, self.head_dim).transpose(2, 3)
+            v = windows[..., :c].reshape(b, n_windows, n, g, hd).transpose(2, 3)
             if dynamic == "static":
                 weights = self._static_window_weights(hp // k, wp // k)  # (nW | 1, G, N, N)
             else:  # each pixel's filter over the N members of its window
-                weights = windows[..., c:].reshape(b, n_windows, n, g, n).transpose(2, 3)
-            weights = _normalise(weights, self.weight_norm, -1) if dynamic != "static" else weights
+                weights = _normalise(windows[..., c:].reshape(b, n_windows, n, g, n).transpose(2, 3), self.weight_norm, -1)
             if shift_mask is not None:
                 weights = weights.masked_fill(shift_mask.unsqueeze(1), 0.0)
-            out = (weights @ v).view(b * n_windows, g, n, self.head_dim)
-        out = out.transpose(1, 2).reshape(-1, k, k, c)
-        out = window_reverse(out, (k, k), hp, wp)
+            out = weights @ v
+        out = window_reverse(out.transpose(2, 3).reshape(-1, k, k, c), (k, k), hp, wp)
         if s:
             out = torch.roll(out, (s, s), (1, 2))
-        return out[:, :h, :w].contiguous()
+        return out[:, :h, :w].contiguous() if ph or pw else out
 
     def _window_bias(self, n_windows: int, shift_mask: Tensor | None, dtype) -> Tensor | None:
         g, n = self.heads, self.kernel**2
@@ -456,6 +455,8 @@ def mixer_cost(
             reduced = (h // r) * (w // r)
             total += C.linear(dim, dim, pixels) + C.conv(dim, dim, r, reduced) + C.norm(dim)
             total += C.linear(dim, 2 * dim, reduced)
+        elif connectivity == "window":  # made per window, so padded pixels count too
+            total += C.linear(dim, 3 * dim, _blocks(h, kernel) * _blocks(w, kernel) * k2)
         else:
             total += C.linear(dim, 3 * dim, pixels)
     elif dynamic == "hadamard":

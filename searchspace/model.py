@@ -127,13 +127,14 @@ def build_model(spec, num_classes=1000, img_size=224, in_chans=3, drop_path=0.0,
     return Network(as_spec(spec), num_classes, img_size, in_chans, drop_path, stem_stride)
 
 
-def count(spec, img_size=224, num_classes=1000, in_chans=3, stem_stride=4) -> C.Cost:
-    """Parameters and MACs of the built network on one image, in closed form (no weights, ~1 ms)."""
+def cost_by_part(spec, img_size=224, num_classes=1000, in_chans=3, stem_stride=4) -> list[tuple[str, C.Cost]]:
+    """[('stem', cost), ('stage 1', cost), ..., ('head', cost)]: a stage includes the downsampling before it."""
     spec = as_spec(spec)
     sizes = stage_sizes(spec, img_size, stem_stride)
-    total = stem_cost(spec, in_chans, spec.stages[0].dim, _pair(img_size), stem_stride)
+    parts = [("stem", stem_cost(spec, in_chans, spec.stages[0].dim, _pair(img_size), stem_stride))]
     for i, (stage, size) in enumerate(zip(spec.stages, sizes)):
         pixels = size[0] * size[1]
+        total = C.Cost()
         if i:
             total += downsample_cost(spec.downsample, spec.stages[i - 1].dim, stage.dim, pixels)
         if stage.pos_embed:
@@ -142,8 +143,15 @@ def count(spec, img_size=224, num_classes=1000, in_chans=3, stem_stride=4) -> C.
             total += block_cost(stage, stage.dim, size, _is_shifted(b), spec)
         if spec.stage_norm:
             total += C.norm(stage.dim)
+        parts.append((f"stage {i + 1}", total))
     last = sizes[-1]
-    return total + head_cost(spec, spec.stages[-1].dim, last[0] * last[1], num_classes)
+    parts.append(("head", head_cost(spec, spec.stages[-1].dim, last[0] * last[1], num_classes)))
+    return parts
+
+
+def count(spec, img_size=224, num_classes=1000, in_chans=3, stem_stride=4) -> C.Cost:
+    """Parameters and MACs of the built network on one image, in closed form (no weights, ~1 ms)."""
+    return sum((cost for _, cost in cost_by_part(spec, img_size, num_classes, in_chans, stem_stride)), C.Cost())
 
 
 def measure(model: nn.Module, img_size=224, in_chans=3) -> C.Cost:

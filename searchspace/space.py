@@ -332,6 +332,8 @@ class SearchSpace:
     # -- the walk -------------------------------------------------------------------------------------------
     def _name(self, stage: int, section: str, key: str) -> str:
         """Optuna's name for a dimension: per stage (s2.mixer.kernel) or shared by all stages (all.depth)."""
+        if section == "network":
+            return key
         short = {"stage": "", "mixer": "mixer.", "second_mixer": "second."}[section]
         scope = "all" if f"{section}.{key}" in self.shared else f"s{stage + 1}"
         return f"{scope}.{short}{key}"

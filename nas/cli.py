@@ -1,0 +1,225 @@
+"""The `nas` command: architectures, spaces, search, results (DESIGN §5: the user's side).
+
+Every command has --help; tables for people, --json for scripts. A NasError (a problem the user can
+fix) prints one line and exits 2; `nas --debug ...` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import __version__
+from .console import emit_json, fail, out, table
+
+
+class _Group(click.Group):
+    """Turns user errors into one line and exit code 2, unless --debug."""
+
+    def invoke(self, ctx):
+        from searchspace import NasError
+
+        try:
+            return super().invoke(ctx)
+        except NasError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            fail(str(exc))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, envvar="NAS_DEBUG", help="Show tracebacks of user errors.")
+@click.version_option(__version__, prog_name="nas")
+@click.pass_context
+def main(ctx, debug):
+    """Neural-architecture search over the unified design space of vision backbones.
+
+    MACs follow the seed papers' 'FLOPs': multiply-accumulates of one 224x224 image, 1000 classes.
+    """
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def budget_option(required: bool = False, help: str = "MACs budget: 4.5G, 800M, 4500000000 or 4.5e9."):
+    def convert(ctx, param, value):
+        if value is None:
+            return None
+        from searchspace import parse_macs
+
+        return parse_macs(value)
+
+    return click.option("--budget", required=required, callback=convert, help=help)
+
+
+# --- nas arch ----------------------------------------------------------------------------------------------
+@main.group()
+def arch():
+    """Architectures: the seeds' presets and spec files."""
+
+
+@arch.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def arch_list(as_json):
+    """The presets with their counted params and MACs beside the published figures."""
+    from searchspace import TOLERANCE, count, format_macs, format_params, preset, preset_names, published
+
+    rows = []
+    for name in preset_names():
+        spec = preset(name)
+        params, macs = count(spec)
+        ref = published(name)
+        dp = params / (ref["params_m"] * 1e6) - 1
+        dm = macs / (ref["macs_g"] * 1e9) - 1
+        rows.append(
+            {
+                "name": name,
+                "id": spec.id,
+                "params": params,
+                "macs": macs,
+                "published_params": int(ref["params_m"] * 1e6),
+                "published_macs": int(ref["macs_g"] * 1e9),
+                "params_error": round(dp, 4),
+                "macs_error": round(dm, 4),
+                "within_tolerance": abs(dp) <= TOLERANCE["params"] and abs(dm) <= TOLERANCE["macs"],
+                "top1": ref.get("top1"),
+            }
+        )
+    if as_json:
+        return emit_json(rows)
+    table(
+        "Presets (MACs of one 224x224 image, 1000 classes)",
+        ["name", "id", "params", "published", "MACs", "published ", "ok", "ImageNet top-1"],
+        [
+            (
+                r["name"],
+                r["id"],
+                format_params(r["params"]),
+                f"{format_params(r['published_params'])} ({r['params_error']:+.1%})",
+                format_macs(r["macs"]),
+                f"{format_macs(r['published_macs'])} ({r['macs_error']:+.1%})",
+                "yes" if r["within_tolerance"] else "NO",
+                r["top1"],
+            )
+            for r in rows
+        ],
+        right=["params", "MACs", "ImageNet top-1"],
+    )
+    out.print(f"tolerance: params {TOLERANCE['params']:.0%}, MACs {TOLERANCE['macs']:.0%}")
+
+
+@arch.command("show")
+@click.argument("name")
+@click.option("--img-size", default=224, show_default=True, type=click.IntRange(8, 4096))
+@click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(0))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def arch_show(name, img_size, num_classes, as_json):
+    """One architecture (a preset NAME or a spec / exported config FILE): spec, params, MACs by stage."""
+    from searchspace import cost_by_part, format_macs, format_params, load_spec
+
+    spec = load_spec(name)
+    parts = cost_by_part(spec, img_size=img_size, num_classes=num_classes)
+    params = sum(c.params for _, c in parts)
+    macs = sum(c.macs for _, c in parts)
+    if as_json:
+        return emit_json(
+            {
+                "name": spec.name,
+                "id": spec.id,
+                "params": params,
+                "macs": macs,
+                "img_size": img_size,
+                "num_classes": num_classes,
+                "parts": [{"part": p, "params": c.params, "macs": c.macs} for p, c in parts],
+                "spec": spec.to_dict(),
+            }
+        )
+    out.print(f"[bold]{spec.label}[/bold]  id {spec.id}")
+    if spec.notes:
+        out.print(spec.notes, markup=False)
+    out.print(f"{format_params(params)} params, {format_macs(macs)} MACs at {img_size}x{img_size}, {num_classes} classes\n")
+    table(
+        None,
+        ["part", "params", "MACs", "share of MACs"],
+        [(p, format_params(c.params), format_macs(c.macs), f"{c.macs / macs:.1%}") for p, c in parts],
+        right=["params", "MACs", "share of MACs"],
+    )
+    out.print()
+    for line in spec.summary():
+        out.print(line, markup=False)
+    out.print()
+    out.print(spec.to_yaml().rstrip(), markup=False)
+
+
+# --- nas space ----------------------------------------------------------------------------------------------
+@main.group()
+def space():
+    """Search spaces: the dimensions, their values, sampling."""
+
+
+@space.command("show")
+@click.argument("file", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def space_show(file, as_json):
+    """A space file's dimensions, cardinality, cheapest point and which presets lie inside (default: unified)."""
+    from searchspace import format_macs, load_space, preset, preset_names
+
+    sp = load_space(file)
+    cheapest, cost = sp.cheapest()
+    inside = {name: sp.why_not(preset(name)) for name in preset_names()}
+    if as_json:
+        return emit_json(
+            {
+                "name": sp.name,
+                "source": sp.source,
+                "description": sp.description,
+                "stages": sp.num_stages,
+                "dimensions": dict(sp.dimensions()),
+                "cardinality": sp.cardinality(),
+                "cheapest": {"id": cheapest.id, "macs": cost.macs, "params": cost.params},
+                "presets_inside": [n for n, why in inside.items() if why is None],
+                "presets_outside": {n: why for n, why in inside.items() if why is not None},
+            }
+        )
+    out.print(f"[bold]{sp.name}[/bold]  ({sp.source})")
+    if sp.description:
+        out.print(sp.description, markup=False)
+    table(None, ["dimension", "values"], sp.dimensions())
+    out.print(f"\ncardinality: {sp.cardinality():,} points ({sp.cardinality():.2e})")
+    out.print(f"cheapest point: {cheapest.id}, {format_macs(cost.macs)} MACs")
+    out.print(f"presets inside: {', '.join(n for n, w in inside.items() if w is None) or 'none'}")
+    for name, why in inside.items():
+        if why is not None:
+            out.print(f"  outside: {name} ({why})", markup=False)
+
+
+@space.command("sample")
+@click.argument("file", required=False)
+@click.option("-n", "--n", "n", default=5, show_default=True, type=click.IntRange(1, 10000), help="How many points.")
+@click.option("--seed", type=int, default=None, help="Random seed (reproducible draws).")
+@budget_option()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def space_sample(file, n, seed, budget, as_json):
+    """Random points of a space (default: unified), within --budget when given."""
+    from searchspace import count, format_macs, format_params, load_space
+
+    import random
+
+    sp = load_space(file)
+    if budget:
+        specs = sp.sample_within(budget, n, seed)
+    else:
+        rng = random.Random(seed)
+        specs = [sp.sample(rng) for _ in range(n)]
+    rows = [(s, count(s)) for s in specs]
+    if as_json:
+        return emit_json([{"id": s.id, "params": c.params, "macs": c.macs, "spec": s.to_dict()} for s, c in rows])
+    table(
+        f"{len(rows)} points of {sp.name}" + (f" within {format_macs(budget)} MACs" if budget else ""),
+        ["id", "params", "MACs", "stages"],
+        [(s.id, format_params(c.params), format_macs(c.macs), "\n".join(s.summary())) for s, c in rows],
+        right=["params", "MACs"],
+    )
+    if budget and len(rows) < n:
+        out.print(f"only {len(rows)} distinct points within budget were found")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
