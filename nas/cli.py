@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import click
 
+from trials.train import ProxyRecipe
+
 from . import __version__
-from .console import emit_json, fail, out, table
+from .console import emit_json, err, fail, out, table
 
 
 class _Group(click.Group):
@@ -219,6 +221,77 @@ def space_sample(file, n, seed, budget, as_json):
     )
     if budget and len(rows) < n:
         out.print(f"only {len(rows)} distinct points within budget were found")
+
+
+# --- nas search ----------------------------------------------------------------------------------------------
+def _duration(ctx, param, value):
+    if value is None:
+        return None
+    import re
+
+    from searchspace import NasError
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*", str(value))
+    if not match or float(match.group(1)) <= 0:
+        raise NasError(f"--time-limit {value!r}: write seconds or a duration such as 90s, 10m, 2h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def storage_option(f):
+    from .study import DEFAULT_STORAGE
+
+    return click.option(
+        "--storage", default=DEFAULT_STORAGE, show_default=True, envvar="NAS_STORAGE",
+        help="SQLAlchemy URL of the study storage (SQLite file, PostgreSQL, MySQL).",
+    )(f)
+
+
+@main.command()
+@budget_option(required=True, help="MACs budget of the full-size network at 224: 4.5G, 800M, 4500000000, 4.5e9.")
+@click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
+@click.option("--data", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder.  [default: Debian's Fashion-MNIST]")
+@storage_option
+@click.option("--study-name", help="Study to create or resume.  [default: SPACE-BUDGET-DATA]")
+@click.option("--trials", default=24, show_default=True, type=click.IntRange(1), help="Trials to train in this run.")
+@click.option("--time-limit", callback=_duration, help="Stop after this long (90s, 10m, 2h); running trials end as pruned.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sampler, the data subset and the training.")
+@click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "nsga2", "random", "gp"]))
+@click.option("--scheduler", default="asha", show_default=True, type=click.Choice(["asha", "none"]), help="ASHA stops weak trials early.")
+@click.option("--address", help="Join an existing Ray cluster (ray://host:10001 or host:6379).  [default: local Ray]")
+@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1))
+@click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).  [default: 1 where the cluster has GPUs, else 0]")
+@click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.  [default: as many as the resources allow]")
+@click.option("--proxy-epochs", default=ProxyRecipe.epochs, show_default=True, type=click.IntRange(1))
+@click.option("--proxy-resolution", default=ProxyRecipe.resolution, show_default=True, type=click.IntRange(8, 512))
+@click.option("--proxy-width", default=ProxyRecipe.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier.")
+@click.option("--subset", default=ProxyRecipe.subset, show_default=True, type=click.IntRange(16), help="Training images (plus a quarter as many held out).")
+@click.option("--proxy-batch-size", default=ProxyRecipe.batch_size, show_default=True, type=click.IntRange(1))
+@click.option("--proxy-lr", default=ProxyRecipe.lr, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
+def search(budget, space_file, data, storage, study_name, trials, time_limit, seed, sampler, scheduler, address,
+           cpus_per_trial, gpus_per_trial, max_concurrent, proxy_epochs, proxy_resolution, proxy_width, subset,
+           proxy_batch_size, proxy_lr, baselines, as_json):
+    """Search the space for the best proxy top-1 per MACs within --budget.
+
+    An Optuna multi-objective study (maximise proxy top-1, minimise MACs) in the storage; Ray Tune
+    trains the trials. Rerun with the same study to resume: finished points are never trained twice.
+    """
+    from .search import SearchOptions, run_search
+    from .summary import print_search_summary
+
+    recipe = ProxyRecipe(
+        epochs=proxy_epochs, resolution=proxy_resolution, width=proxy_width, subset=subset,
+        val_size=max(64, subset // 4), batch_size=proxy_batch_size, lr=proxy_lr, seed=seed,
+    )
+    opts = SearchOptions(
+        budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
+        time_limit=time_limit, seed=seed, sampler=sampler, scheduler=scheduler, address=address,
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
+        recipe=recipe, baselines=baselines,
+    )
+    summary = run_search(opts, console=err if as_json else out)  # --json: progress to stderr, JSON to stdout
+    print_search_summary(summary, storage, as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

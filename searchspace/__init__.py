@@ -3,8 +3,9 @@
 The lowest layer (DESIGN §5): imports torch, timm, pydantic and yaml, never trials, dashboards or nas.
 """
 
-from .cost import CONVENTION, Cost, format_macs, format_params, measure_macs, parse_macs
+from .cost import CONVENTION, Cost, format_budget, format_macs, format_params, measure_macs, parse_macs
 from .errors import NasError
+from .blocks import feature_sizes
 from .model import build_model, cost_by_part, count, measure, stage_sizes
 from .presets import TOLERANCE, load_spec, preset, preset_by_id, preset_names, published
 from .space import DEFAULT_SPACE, SearchSpace, load_space
@@ -23,6 +24,8 @@ __all__ = [
     "build_model",
     "cost_by_part",
     "count",
+    "feature_sizes",
+    "format_budget",
     "format_macs",
     "format_params",
     "load_space",

@@ -80,6 +80,11 @@ def format_macs(n: float) -> str:
     return f"{n / 1e9:.2f}G" if n >= 1e8 else f"{n / 1e6:.1f}M"
 
 
+def format_budget(n: int) -> str:
+    """The shortest exact-enough name of a budget: 4.5G, 800M."""
+    return f"{n / 1e9:g}G" if n >= 1e9 else f"{n / 1e6:g}M"
+
+
 def format_params(n: float) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 

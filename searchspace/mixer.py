@@ -46,6 +46,9 @@ def hadamard_width(dim: int) -> int:
     return 4 * math.ceil(2 * dim / 3 / 4)
 
 
+_SAMPLED_ELEMENTS = 1 << 24  # deformable sampling: values (64 MB in fp32) held at once
+
+
 def _odd(kernel: int) -> int:
     """A 'same' convolution needs an odd kernel; a clamped window of even side gets the next odd one."""
     return kernel | 1
@@ -407,12 +410,16 @@ class TokenMixer(nn.Module):
         base = self._cached(("grid", h, w, x.device, x.dtype), lambda: self._base_grid(h, w, x.device, x.dtype))
         scale = torch.tensor([2.0 / w, 2.0 / h], device=x.device, dtype=x.dtype)
         # sampling positions in grid_sample's [-1, 1] coordinates, one (B*G, H, W, 2) grid per point
-        grids = (base + offsets * scale).permute(0, 3, 4, 1, 2, 5).reshape(b * g, k * k, h, w, 2)
-        weights = weights.permute(0, 3, 4, 1, 2).reshape(b * g, k * k, 1, h, w)
+        grids = (base + offsets * scale).permute(0, 3, 1, 4, 2, 5).reshape(b * g, h, k * k * w, 2)
+        weights = weights.permute(0, 3, 1, 4, 2).reshape(b * g, 1, h, k * k * w)
+        # Points are sampled in chunks side by side along the width: one grid_sample call per chunk, and
+        # at most _SAMPLED_ELEMENTS sampled values alive at once (the full K*K stack is K*K times the input).
+        chunk = max(1, min(k * k, _SAMPLED_ELEMENTS // max(1, v.numel())))
         out = None
-        for point in range(k * k):
-            sampled = F.grid_sample(v, grids[:, point], mode="bilinear", padding_mode="zeros", align_corners=False)
-            term = sampled * weights[:, point]
+        for first in range(0, k * k, chunk):
+            cols = slice(first * w, min(k * k, first + chunk) * w)
+            sampled = F.grid_sample(v, grids[:, :, cols], mode="bilinear", padding_mode="zeros", align_corners=False)
+            term = (sampled * weights[..., cols]).view(b * g, c // g, h, -1, w).sum(3)
             out = term if out is None else out + term
         return nhwc(out.view(b, c, h, w))
 

@@ -454,6 +454,15 @@ class SearchSpace:
     def contains(self, spec: ArchSpec) -> bool:
         return self.why_not(spec) is None
 
+    def params_of(self, spec: ArchSpec) -> dict:
+        """The named dimensions that draw this spec, as `suggest` names them (for Optuna's enqueue_trial)."""
+        why = self.why_not(spec)
+        if why is not None:
+            raise NasError(f"{spec.label} is not a point of {self.source}: {why}")
+        picker = _ReplayPicker(spec.to_dict())
+        self._draw(picker)
+        return dict(picker.drawn)
+
     def dimensions(self) -> list[tuple[str, str]]:
         """(dimension, values in words) for display."""
         rows = []

@@ -1,1 +1,20 @@
-"""trials"""
+"""Scoring one architecture: data, the proxy recipe, training, and the trial record (DESIGN §5).
+
+Imports searchspace (and torch, timm, torchvision, optuna, pandas); never dashboards or nas, and never Ray.
+"""
+
+from .data import DEFAULT_DATA, ProxyData, data_name, load_proxy_data
+from .train import EpochResult, ProxyRecipe, TrialFailed, failure_reason, pick_device, train_proxy
+
+__all__ = [
+    "DEFAULT_DATA",
+    "EpochResult",
+    "ProxyData",
+    "ProxyRecipe",
+    "TrialFailed",
+    "data_name",
+    "failure_reason",
+    "load_proxy_data",
+    "pick_device",
+    "train_proxy",
+]

@@ -1,0 +1,81 @@
+"""Live progress of a search: trials finished / running / failed / pruned, elapsed time, the front so far.
+
+A Ray Tune callback (Ray calls it in the driver); it also hands Ray's trial errors to the searcher.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ray.tune import Callback
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from searchspace import format_macs
+
+
+class SearchProgress(Callback):
+    def __init__(self, searcher, study, total: int, console, started: float):
+        self.searcher, self.study, self.started = searcher, study, started
+        self._shown = 0
+        self.bar = Progress(
+            TextColumn("[bold]search"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = self.bar.add_task("", total=total)
+
+    def __getstate__(self) -> dict:
+        return {}  # Tune pickles its callbacks for Tuner.restore; the display is not worth keeping
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._refresh()
+        self.bar.stop()
+
+    # --- Tune's hooks ----------------------------------------------------------------------------------
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = trial.get_error()
+        lines = [line for line in str(error or "").splitlines() if line.strip()]
+        reason = lines[-1].strip() if lines else "the trial's Ray worker failed"
+        self.searcher.fail(trial.trial_id, f"Ray: {reason[:400]}")
+        self._refresh()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._refresh()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._refresh()
+
+    def on_step_end(self, iteration, trials, **info):
+        if iteration % 20 == 0:
+            self._refresh()
+
+    def _refresh(self):
+        t = self.searcher.tally
+        for event in t.events[self._shown :]:
+            self.bar.console.print(self._describe(event), markup=False)
+        self._shown = len(t.events)
+        done = t.complete + t.pruned + t.failed
+        extra = f" | {t.over_budget} over budget, {t.duplicates} repeats not trained" if t.over_budget or t.duplicates else ""
+        self.bar.update(
+            self.task,
+            completed=done,
+            description=f"{t.complete} complete, {t.running} running, {t.pruned} pruned, {t.failed} failed{extra}",
+        )
+
+    def _describe(self, event) -> str:
+        number, what, *rest = event
+        if what == "complete":
+            top1, macs = rest
+            front = len(self.study.best_trials)
+            return f"trial {number}: {top1:.1f}% top-1 at {format_macs(macs)} MACs (front: {front} point{'s' * (front != 1)})"
+        if what == "pruned":
+            return f"trial {number}: stopped early after {rest[0]} epoch(s)"
+        return f"trial {number}: failed: {rest[0]}"

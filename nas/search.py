@@ -1,0 +1,222 @@
+"""`nas search`: an Optuna multi-objective study whose proxy-training trials Ray Tune schedules.
+
+Order matters: everything a user can get wrong (space, budget, storage, data, study options) is
+checked before Ray starts; then Ray runs the trials, the searcher reports each outcome to the study,
+and the study is the only record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from searchspace import NasError, SearchSpace, count, format_budget, format_macs, load_space, preset, preset_names
+from trials import ProxyRecipe, data_name, load_proxy_data
+
+from .study import DEFAULT_STORAGE, HEARTBEAT_SECONDS, fail_stale_trials, make_sampler, masked, open_search_study, open_storage
+
+
+@dataclass
+class SearchOptions:
+    budget: int
+    space: str | None = None
+    data: str | None = None
+    storage: str = DEFAULT_STORAGE
+    study_name: str | None = None
+    trials: int = 24
+    time_limit: float | None = None
+    seed: int = 0
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: one GPU per trial where the cluster has GPUs
+    max_concurrent: int | None = None
+    recipe: ProxyRecipe = field(default_factory=ProxyRecipe)
+    baselines: bool = False
+
+
+@dataclass
+class Prepared:
+    space: SearchSpace
+    study: optuna.Study
+    resumed: bool
+    stale: list[int]
+    baselines: list
+    data: object
+
+
+def prepare(opts: SearchOptions, say=print) -> Prepared:
+    """Every check before training: space vs budget, the Ray address, storage, study, data."""
+    space = load_space(opts.space)
+    cheapest, cost = space.cheapest()
+    if cost.macs > opts.budget:
+        raise NasError(
+            f"no point of {space.source} fits the budget of {format_macs(opts.budget)} MACs: its cheapest point "
+            f"({cheapest.id}) needs {format_macs(cost.macs)}"
+        )
+    if opts.address:
+        _probe(opts.address)
+    storage = open_storage(opts.storage)
+    name = opts.study_name or f"{space.name}-{format_budget(opts.budget)}-{data_name(opts.data)}"
+    sampler = make_sampler(opts.sampler, opts.seed, opts.trials)
+    study, resumed = open_search_study(storage, name, sampler, space, opts.budget, data_name(opts.data), opts.recipe)
+    stale = fail_stale_trials(study)
+    r = opts.recipe
+    data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed)
+    baselines = []
+    if opts.baselines:
+        baselines = [preset(n) for n in preset_names() if count(preset(n)).macs <= opts.budget]
+    say(f"study {study.study_name!r} in {masked(opts.storage)} ({'resumed, ' + str(len(study.trials)) + ' trials' if resumed else 'new'})")
+    if stale:
+        say(f"failed {len(stale)} trials left running by a stopped search (re-queued): {stale}")
+    say(f"space {space.name}: {space.cardinality():.2e} points, cheapest {format_macs(cost.macs)}; budget {format_macs(opts.budget)} MACs")
+    say(f"data {data.describe()}")
+    say(
+        f"proxy: {r.epochs} epochs at {r.resolution}px (stem stride {r.stem_stride}), width x{r.width}, "
+        f"batch {r.batch_size}, lr {r.lr}, seed {r.seed}"
+    )
+    if baselines:
+        say(f"baselines first: {', '.join(s.name for s in baselines)}")
+    return Prepared(space, study, resumed, stale, baselines, data)
+
+
+def start_ray(address: str | None, say=print):
+    """Join the cluster at `address`, or start a local Ray on this machine's CPUs (and GPUs)."""
+    configure_ray_environment(address)
+    import ray
+
+    start = time.perf_counter()
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise NasError(f"cannot reach the Ray cluster at {address}: {first}" if address else f"cannot start Ray: {first}") from None
+    resources = ray.cluster_resources()
+    say(
+        f"Ray {'cluster ' + address if address else 'local'}: {int(resources.get('CPU', 0))} CPUs, "
+        f"{resources.get('GPU', 0):g} GPUs (started in {time.perf_counter() - start:.1f}s)"
+    )
+    return resources
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds on an address nothing listens at (Ray itself retries for minutes)."""
+    hostport = address.split("://", 1)[-1]
+    if hostport == "auto" or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise NasError(f"cannot reach the Ray cluster at {address}: {exc.__class__.__name__}: {exc}") from None
+
+
+def configure_ray_environment(address: str | None) -> None:
+    """Environment Ray reads when it is imported: quiet Tune output, and token auth towards clusters."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    if address and "RAY_AUTH_MODE" not in os.environ and _ray_token_available():
+        # `ray start` clusters use token authentication by default (Ray >= 2.59), but a driver given an
+        # address sends its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) only in
+        # token mode; a cluster without authentication accepts such a driver too.
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _ray_token_available() -> bool:
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")) or (
+        Path.home() / ".ray" / "auth_token"
+    ).is_file()
+
+
+def run_search(opts: SearchOptions, console=None) -> dict:
+    """Run the search; returns a summary. Raises NasError for anything the user can fix."""
+    configure_ray_environment(opts.address)
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from .progress import SearchProgress
+    from .searcher import StudySearcher
+    from .trainable import proxy_trial
+
+    say = (lambda text: console.print(text, markup=False)) if console else print
+    started = time.perf_counter()
+    prep = prepare(opts, say)
+    resources = start_ray(opts.address, say)
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) else 0.0)
+    searcher = StudySearcher(prep.study, prep.space, opts.budget, opts.recipe.epochs, opts.trials, prep.baselines)
+    scheduler = (
+        ASHAScheduler(time_attr="epoch", metric="proxy_top1", mode="max", max_t=opts.recipe.epochs, grace_period=1, reduction_factor=2)
+        if opts.scheduler == "asha"
+        else FIFOScheduler()
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.cpus_per_trial))),
+        {"cpu": opts.cpus_per_trial, "gpu": gpus},
+    )
+    scratch = tempfile.mkdtemp(prefix="nas-ray-")  # Ray's own logs; the study is the record
+    progress = SearchProgress(searcher, prep.study, opts.trials, console, started)
+    heartbeat = _Heartbeat(searcher)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=opts.trials,
+            max_concurrent_trials=opts.max_concurrent,
+            time_budget_s=opts.time_limit,
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name="search", storage_path=scratch, verbose=0, callbacks=[progress], log_to_file=True
+        ),
+    )
+    try:
+        heartbeat.start()
+        with progress:
+            tuner.fit()
+    finally:
+        heartbeat.stop()
+        searcher.fail_unfinished("interrupted: the search stopped before the trial finished")
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "study": prep.study.study_name,
+        "storage": masked(opts.storage),
+        "seconds": time.perf_counter() - started,
+        "tally": searcher.tally,
+        "resumed": prep.resumed,
+    }
+
+
+class _Heartbeat:
+    """Records a heartbeat for every trial in training, so a killed search's trials can be told apart
+    from a live one's (optuna.storages.fail_stale_trials). Optuna runs this thread only inside
+    study.optimize; with ask-and-tell we run it ourselves."""
+
+    def __init__(self, searcher):
+        self.searcher = searcher
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="nas-heartbeat")
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+
+    def _run(self):
+        while not self._stop.wait(min(5.0, HEARTBEAT_SECONDS / 3)):
+            self.searcher.beat()

@@ -1,0 +1,146 @@
+"""Studies in an RDB storage: opening a storage by SQLAlchemy URL, creating or resuming a search study,
+samplers by name. Our code talks to an optuna.Study, never to SQLite or PostgreSQL directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from searchspace import NasError, SearchSpace, format_macs
+from trials import ProxyRecipe
+from trials import record as R
+
+DEFAULT_STORAGE = "sqlite:///nas_studies.db"
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+# A trial whose process stops (kill -9, a lost machine) is failed after this many seconds without a
+# heartbeat, and its point re-queued once (Optuna's RetryFailedTrialCallback).
+HEARTBEAT_SECONDS = int(os.environ.get("NAS_HEARTBEAT_SECONDS", 30))
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# We run the heartbeat ourselves around ask-and-tell (nas.search._Heartbeat), not only inside optimize().
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def masked(url: str) -> str:
+    """The storage URL with its password hidden, for output, logs and provenance."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "<unparseable storage URL>"
+
+
+def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
+    """An RDBStorage for a SQLAlchemy URL; a bad URL or an unreachable server is a one-line NasError."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise NasError(f"--storage {url!r} is not a SQLAlchemy URL (e.g. sqlite:///nas_studies.db, postgresql://user@host/db)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise NasError(f"--storage {masked(url)}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK) or (Path(parsed.database).exists() and not os.access(parsed.database, os.W_OK)):
+            raise NasError(f"--storage {masked(url)}: {parsed.database} is not writable")
+    options = dict(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS) if heartbeat else {}
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs={"pool_pre_ping": True} if parsed.get_backend_name() != "sqlite" else {},
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1) if heartbeat else None,
+            **options,
+        )
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise NasError(f"cannot open the study storage {masked(url)}: {first}") from None
+
+
+def make_sampler(name: str, seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":  # multivariate + group: the space is conditional; constant liar: trials run in parallel
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=max(4, min(10, trials // 3))
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 2)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)))
+    raise NasError(f"unknown sampler {name!r} (samplers: {', '.join(SAMPLERS)})")
+
+
+def space_digest(space: SearchSpace) -> str:
+    return hashlib.sha256(Path(space.source).read_bytes()).hexdigest()
+
+
+def open_search_study(
+    storage: RDBStorage,
+    name: str,
+    sampler: optuna.samplers.BaseSampler,
+    space: SearchSpace,
+    budget: int,
+    data: str,
+    recipe: ProxyRecipe,
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or resume it when it exists and was run with the same budget, data and recipe
+    (another recipe would put points of another fidelity on the same front). Returns (study, resumed)."""
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    resumed = name in existing
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, directions=list(R.DIRECTIONS), load_if_exists=True
+    )
+    wanted = {
+        R.STUDY_BUDGET: budget,
+        R.STUDY_SPACE: space.source,
+        R.STUDY_SPACE_HASH: space_digest(space),
+        R.STUDY_DATA: data,
+        R.STUDY_RECIPE: recipe.as_dict(),
+    }
+    if resumed:
+        stored = study.user_attrs
+        for key, label in ((R.STUDY_BUDGET, "budget"), (R.STUDY_DATA, "data"), (R.STUDY_RECIPE, "proxy recipe")):
+            if key in stored and stored[key] != wanted[key]:
+                was, now = stored[key], wanted[key]
+                if key == R.STUDY_BUDGET:
+                    was, now = format_macs(was), format_macs(now)
+                raise NasError(
+                    f"study {name!r} was run with {label} {was}, not {now}; one study holds one budget, data set "
+                    "and fidelity: use the same options or another --study-name"
+                )
+    else:
+        study.set_metric_names(list(R.OBJECTIVES))
+        for key, value in wanted.items():
+            study.set_user_attr(key, value)
+    return study, resumed
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail the trials of searches that stopped without finishing them (no heartbeat); their points
+    are re-queued once. Returns their numbers."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)
+    now_failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    return sorted(t.number for t in now_failed if t.number in running)
+
+
+def load_study(storage_url: str, name: str | None) -> optuna.Study:
+    """An existing study by name (or the only one in the storage); unknown names list what exists."""
+    storage = open_storage(storage_url, heartbeat=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if name is None:
+        if len(names) == 1:
+            name = names[0]
+        else:
+            raise NasError(
+                f"{masked(storage_url)} holds {len(names)} studies; name one with --study: {', '.join(names) or 'none'}"
+            )
+    if name not in names:
+        raise NasError(f"no study {name!r} in {masked(storage_url)} (studies: {', '.join(names) or 'none'})")
+    return optuna.load_study(study_name=name, storage=storage)

@@ -1,0 +1,29 @@
+"""The Ray Tune trainable: one proxy training, reported epoch by epoch so schedulers can stop it.
+
+A failure inside training (divergence, out-of-memory, any error) is reported as a result carrying its
+reason, so the study records why; only Ray's own errors (a killed worker) arrive as Tune errors.
+"""
+
+from __future__ import annotations
+
+
+def proxy_trial(config: dict, data, recipe: dict, threads: int = 1) -> None:
+    import ray
+    import torch
+    from ray import tune
+
+    from searchspace import ArchSpec
+    from trials import ProxyRecipe, failure_reason, train_proxy
+
+    torch.set_num_threads(threads)  # the trial's share of the CPUs, not all of them
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    epochs = train_proxy(ArchSpec.model_validate(config["spec"]), data, ProxyRecipe(**recipe), device)
+    while True:
+        try:
+            result = next(epochs)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - every training failure becomes the trial's recorded reason
+            tune.report({"failure": failure_reason(exc), "proxy_top1": float("nan")})
+            return
+        tune.report(result.metrics())

@@ -1,0 +1,139 @@
+"""`nas search` end to end, as a user runs it: real Optuna study, real Ray, real training (tiny)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from trials import record as R
+from trials.data import DEBIAN_FASHION_MNIST
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed"),
+]
+BIN = Path(sys.executable).parent
+FAST = ["--space", "tiny", "--subset", "128", "--proxy-epochs", "2", "--seed", "0"]
+
+
+def nas(*args, cwd, timeout=600):
+    return subprocess.run([str(BIN / "nas"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def study_in(folder, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder}/nas_studies.db")
+
+
+def trained(study):
+    """Trials that were trained (not answered from the study, not refused for the budget)."""
+    return [t for t in study.trials if t.user_attrs.get(R.EPOCHS) and R.DUPLICATE_OF not in t.user_attrs]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("search")
+    run = nas("search", "--budget", "4.5G", *FAST, "--trials", "4", "--scheduler", "none", "--json", cwd=folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return folder, json.loads(run.stdout), run
+
+
+def test_a_search_on_a_tiny_space_stores_four_trained_trials_with_every_attribute(searched):
+    folder, summary, run = searched
+    study = study_in(folder, summary["study"])
+    assert summary["study"] == "tiny-4.5G-fashion-mnist"
+    assert len(trained(study)) == 4 and summary["this_run"]["complete"] == 4
+    for t in trained(study):
+        assert t.state == TrialState.COMPLETE and t.user_attrs[R.EPOCHS] == 2
+        for key in (R.SPEC, R.SPEC_ID, R.PARAMS, R.MACS, R.PROXY_TOP1, R.PROXY_LOSS, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE):
+            assert key in t.user_attrs, key
+        assert t.values == [t.user_attrs[R.PROXY_TOP1], t.user_attrs[R.MACS]]
+        assert t.constraints[R.BUDGET_CONSTRAINT] <= 0
+    assert study.metric_names == list(R.OBJECTIVES)
+    assert summary["front"] and {p["number"] for p in summary["front"]} <= {t.number for t in trained(study)}
+    assert "search" in run.stderr and "complete" in run.stderr  # the live progress goes to stderr with --json
+
+
+def test_resuming_adds_trials_and_never_trains_a_finished_point_again(searched):
+    folder, summary, _ = searched
+    before = {t.number: (t.values, t.datetime_complete) for t in trained(study_in(folder, summary["study"]))}
+    run = nas("search", "--budget", "4.5G", *FAST, "--trials", "3", "--scheduler", "none", "--json", cwd=folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    study = study_in(folder, summary["study"])
+    assert len(trained(study)) == 7
+    for number, (values, done) in before.items():
+        assert (study.trials[number].values, study.trials[number].datetime_complete) == (values, done)
+    ids = [t.user_attrs[R.SPEC_ID] for t in trained(study)]
+    assert len(ids) == len(set(ids))  # repeats were answered from the study, never trained twice
+
+
+def test_a_budget_below_the_cheapest_point_is_refused_before_ray_starts(tmp_path):
+    start = time.perf_counter()
+    run = nas("search", "--budget", "1M", *FAST, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "cheapest point" in run.stderr and "23.0M" in run.stderr and run.stderr.count("\n") == 1
+    assert "Ray" not in run.stdout + run.stderr and time.perf_counter() - start < 30
+
+
+def test_diverging_trials_are_failed_with_their_reason_and_the_search_goes_on(tmp_path):
+    run = nas("search", "--budget", "4.5G", *FAST, "--trials", "3", "--proxy-lr", "1e6", "--scheduler", "none", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    study = study_in(tmp_path, summary["study"])
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 3 and summary["this_run"]["failed"] == 3 and summary["front"] == []
+    assert all(t.user_attrs[R.FAIL_REASON].startswith("diverged:") for t in failed)
+
+
+def test_a_scheduler_that_stops_trials_early_leaves_them_pruned_and_off_the_front(tmp_path):
+    run = nas(
+        "search", "--budget", "4.5G", "--space", "tiny", "--subset", "128", "--seed", "1", "--proxy-epochs", "3",
+        "--trials", "6", "--scheduler", "asha", "--max-concurrent", "1", "--json", cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    study = study_in(tmp_path, summary["study"])
+    pruned = [t for t in trained(study) if t.state == TrialState.PRUNED]
+    complete = [t for t in trained(study) if t.state == TrialState.COMPLETE]
+    assert pruned, "ASHA stopped no trial; the fidelity check needs one"
+    assert all(t.user_attrs[R.EPOCHS] < 3 and "stopped early" in t.user_attrs[R.FAIL_REASON] for t in pruned)
+    assert all(t.user_attrs[R.EPOCHS] == 3 for t in complete)
+    assert {p["number"] for p in summary["front"]} <= {t.number for t in complete}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_search_joins_a_running_ray_cluster_by_address(tmp_path):
+    port = free_port()
+    temp = Path("/tmp") / f"rayt{os.getpid()}"  # Ray's socket paths must stay short
+    ray = str(BIN / "ray")
+    start = subprocess.run(
+        [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", f"--temp-dir={temp}", "--num-cpus=2",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        run = nas("search", "--budget", "4.5G", *FAST, "--trials", "2", "--scheduler", "none", "--address", f"127.0.0.1:{port}", cwd=tmp_path)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert f"Ray cluster 127.0.0.1:{port}" in run.stdout
+        assert len(trained(study_in(tmp_path, "tiny-4.5G-fashion-mnist"))) == 2
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_an_unreachable_ray_address_is_one_line_and_exit_2(tmp_path):
+    run = nas("search", "--budget", "4.5G", *FAST, "--address", f"127.0.0.1:{free_port()}", cwd=tmp_path, timeout=300)
+    assert run.returncode == 2 and "cannot reach the Ray cluster" in run.stderr and "Traceback" not in run.stderr

@@ -1,0 +1,64 @@
+"""What a trial stores in the study, under which names, and reading a study back as a table.
+
+The study is the single source of truth: these user attributes are the record of every trial.
+Imports optuna, pandas and searchspace only.
+"""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pandas as pd
+
+from searchspace import ArchSpec
+
+# User attributes of a trial.
+SPEC = "spec"  # the architecture, canonical JSON
+SPEC_ID = "spec_id"
+PARAMS = "params"  # of the full-size network at 224, 1000 classes
+MACS = "macs"
+PRESET = "preset"  # the seed network's name when the point is one
+PROXY_TOP1 = "proxy_top1"  # held-out top-1 (%) of the proxy after the last epoch run
+PROXY_LOSS = "proxy_loss"
+EPOCHS = "epochs"  # epochs run
+TRAIN_SECONDS = "train_seconds"
+IMAGES_PER_SECOND = "images_per_second"
+DEVICE = "device"
+FAIL_REASON = "fail_reason"  # why a trial failed, or why a point was not trained
+DUPLICATE_OF = "duplicate_of"  # the trial number a repeated point was answered from
+
+# The objectives, in order, and the constraint that carries the budget.
+OBJECTIVES = ("proxy top-1 (%)", "MACs")
+DIRECTIONS = ("maximize", "minimize")
+BUDGET_CONSTRAINT = "macs_over_budget"  # MACs - budget: feasible when <= 0
+
+# Study user attributes.
+STUDY_BUDGET = "budget_macs"
+STUDY_SPACE = "space"
+STUDY_SPACE_HASH = "space_sha256"
+STUDY_DATA = "data"
+STUDY_RECIPE = "proxy_recipe"
+
+COLUMNS = [
+    "number", "state", SPEC_ID, PRESET, MACS, PARAMS, PROXY_TOP1, PROXY_LOSS, EPOCHS,
+    TRAIN_SECONDS, IMAGES_PER_SECOND, DEVICE, FAIL_REASON, DUPLICATE_OF, "feasible",
+]
+
+
+def spec_of(trial: optuna.trial.FrozenTrial) -> ArchSpec | None:
+    text = trial.user_attrs.get(SPEC)
+    return ArchSpec.model_validate(json.loads(text)) if text else None
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial with the record's columns (state as a name, feasibility from the constraint)."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        row = {"number": t.number, "state": t.state.name}
+        for key in COLUMNS[2:-1]:
+            row[key] = attrs.get(key)
+        row["feasible"] = all(v <= 0 for v in t.constraints.values()) if t.constraints else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,178 @@
+"""Proxy training: score one architecture small and fast (DESIGN §3).
+
+The sampled network at a lower resolution (stem stride adapted so the stage maps keep their
+proportions), a width multiplier, a few epochs on a data subset; AdamW, cosine schedule with warm-up
+and label smoothing from timm's factories; top-1 on the held-out split after every epoch. A NaN/inf
+loss, an out-of-memory or any error ends the trial with a reason. Imports torch, timm, searchspace.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import torch
+from timm.loss import LabelSmoothingCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+
+from searchspace import ArchSpec, build_model, feature_sizes
+
+from .data import ProxyData
+
+
+@dataclass(frozen=True)
+class ProxyRecipe:
+    """How a point is scored. Every trial of a study uses the same recipe (one fidelity per front)."""
+
+    epochs: int = 2
+    resolution: int = 28
+    width: float = 0.25
+    subset: int = 2000
+    val_size: int = 500
+    batch_size: int = 64
+    lr: float = 5e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.25
+    label_smoothing: float = 0.1
+    seed: int = 0
+
+    @property
+    def stem_stride(self) -> int:
+        """The largest stem stride (4, 2, 1) that leaves the last of 4 stages at least 2x2: at 224 it is
+        Swin's 4; at 28 it is 2, so the maps are 14/7/4/2 (a quarter of 56/28/14/7) instead of 7/4/2/1."""
+        for stride in (4, 2, 1):
+            if feature_sizes("patch", 4, self.resolution, stride)[-1][0] >= 2:
+                return stride
+        return 1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrialFailed(Exception):
+    """A trial that cannot finish; its message is the reason recorded in the study."""
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    proxy_top1: float
+    proxy_loss: float
+    train_loss: float
+    train_seconds: float
+    images_per_second: float
+    device: str
+
+    def metrics(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(prefer_cuda: bool = True) -> str:
+    return "cuda" if prefer_cuda and torch.cuda.is_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_proxy(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: str = "cpu") -> Iterator[EpochResult]:
+    """Train `spec` at proxy scale; yields one EpochResult per epoch. Raises TrialFailed with a reason."""
+    seed_everything(recipe.seed)
+    try:
+        model = build_model(
+            spec.scaled(recipe.width),
+            num_classes=data.num_classes,
+            img_size=recipe.resolution,
+            in_chans=data.channels,
+            stem_stride=recipe.stem_stride,
+        ).to(device)
+    except (RuntimeError, ValueError) as exc:
+        raise TrialFailed(f"building the proxy network failed: {exc}") from exc
+    amp = device == "cuda"
+    steps_per_epoch = math.ceil(len(data.train_labels) / recipe.batch_size)
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched="cosine",
+        num_epochs=recipe.epochs,
+        warmup_epochs=recipe.warmup_epochs,
+        warmup_lr=recipe.lr / 100,
+        min_lr=recipe.lr / 100,
+        step_on_epochs=False,
+        updates_per_epoch=steps_per_epoch,
+    )
+    criterion = LabelSmoothingCrossEntropy(recipe.label_smoothing)
+    train_x, train_y = data.train_images.to(device), data.train_labels.to(device)
+    val_x, val_y = data.val_images.to(device), data.val_labels.to(device)
+    mean = train_x.float().mean((0, 2, 3), keepdim=True) / 255
+    std = train_x.float().std((0, 2, 3), keepdim=True).clamp_min(1e-3) / 255
+    normalise = lambda x: (x.float() / 255 - mean) / std  # noqa: E731
+    order = torch.Generator(device="cpu").manual_seed(recipe.seed)
+
+    seconds, updates = 0.0, 0
+    for epoch in range(1, recipe.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        total_loss = 0.0
+        permutation = torch.randperm(len(train_y), generator=order).to(device)
+        flips = torch.rand(len(train_y), generator=order).to(device) < 0.5
+        for step in range(steps_per_epoch):
+            index = permutation[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            x = normalise(train_x[index])
+            x = torch.where(flips[index, None, None, None], x.flip(-1), x)  # random horizontal flip
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+                loss = criterion(model(x), train_y[index])
+            if not torch.isfinite(loss):
+                raise TrialFailed(f"diverged: the training loss became {loss.item()} at epoch {epoch}, step {step + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            updates += 1
+            scheduler.step_update(updates)
+            total_loss += loss.item() * len(index)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - start
+        top1, val_loss = evaluate(model, normalise(val_x), val_y, recipe.batch_size * 2, amp)
+        yield EpochResult(
+            epoch=epoch,
+            proxy_top1=top1,
+            proxy_loss=val_loss,
+            train_loss=total_loss / len(train_y),
+            train_seconds=seconds,
+            images_per_second=len(train_y) * epoch / seconds,
+            device=device if device == "cpu" else torch.cuda.get_device_name(),
+        )
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, batch_size: int, amp: bool) -> tuple[float, float]:
+    """Top-1 (%) and mean cross-entropy on a held-out split."""
+    model.eval()
+    correct, loss = 0, 0.0
+    for start in range(0, len(labels), batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x).float()
+        loss += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(-1) == y).sum().item()
+    if not math.isfinite(loss):
+        raise TrialFailed(f"diverged: the held-out loss is {loss}")
+    return 100.0 * correct / len(labels), loss / len(labels)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one-line reason a failed trial records."""
+    if isinstance(exc, TrialFailed):
+        return str(exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"out of memory: {str(exc).splitlines()[0][:200]}"
+    if isinstance(exc, MemoryError):
+        return "out of host memory"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else 'no message'}"
