@@ -114,7 +114,7 @@ def main():
         ok = d["trained"] >= 16 and d["front_points"] > 0 and d["wall_seconds"] <= 600
         print(
             f"default `nas search --budget 4.5G`: {d['trained']} trials trained ({d['complete']} complete, "
-            f"{d['pruned']} pruned, {d['failed']} failed), front of {d['front_points']} points in "
+            f"{d['pruned']} pruned, {d['failed']} failed), front of {d['front_points']} point(s) in "
             f"{d['wall_seconds'] / 60:.1f} min (goal >= 16 trials and a front in <= 10 min: {'met' if ok else 'MISSED'})"
         )
 

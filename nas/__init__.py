@@ -4,3 +4,5 @@ The top layer (DESIGN §5): may import dashboards, trials and searchspace; the o
 """
 
 __version__ = "0.1.0"
+
+from . import timm_model  # noqa: E402,F401  (registers 'nas_unified' with timm)

@@ -268,10 +268,11 @@ def storage_option(f):
 @click.option("--proxy-batch-size", default=ProxyRecipe.batch_size, show_default=True, type=click.IntRange(1))
 @click.option("--proxy-lr", default=ProxyRecipe.lr, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
+@click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
 def search(budget, space_file, data, storage, study_name, trials, time_limit, seed, sampler, scheduler, address,
            cpus_per_trial, gpus_per_trial, max_concurrent, proxy_epochs, proxy_resolution, proxy_width, subset,
-           proxy_batch_size, proxy_lr, baselines, as_json):
+           proxy_batch_size, proxy_lr, baselines, artifact_dir, as_json):
     """Search the space for the best proxy top-1 per MACs within --budget.
 
     An Optuna multi-objective study (maximise proxy top-1, minimise MACs) in the storage; Ray Tune
@@ -288,10 +289,158 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
         budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
         time_limit=time_limit, seed=seed, sampler=sampler, scheduler=scheduler, address=address,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
-        recipe=recipe, baselines=baselines,
+        recipe=recipe, baselines=baselines, artifact_dir=artifact_dir,
     )
     summary = run_search(opts, console=err if as_json else out)  # --json: progress to stderr, JSON to stdout
     print_search_summary(summary, storage, as_json)
+
+
+# --- results ------------------------------------------------------------------------------------------------
+@main.command()
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def studies(storage, as_json):
+    """The studies in a storage with their trial counts by state."""
+    import optuna
+
+    from trials import record as R
+
+    from .study import masked, open_storage
+
+    store = open_storage(storage, heartbeat=False)
+    rows = []
+    for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=store)
+        states = {}
+        for t in study.get_trials(deepcopy=False):
+            states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+        budget = study.user_attrs.get(R.STUDY_BUDGET)
+        rows.append({"study": summary.study_name, "trials": summary.n_trials, **states, "budget_macs": budget, "data": study.user_attrs.get(R.STUDY_DATA)})
+    if as_json:
+        return emit_json(rows)
+    from searchspace import format_macs
+
+    out.print(f"studies in {masked(storage)}")
+    table(
+        None,
+        ["study", "trials", "complete", "pruned", "failed", "running", "budget", "data"],
+        [
+            (r["study"], r["trials"], r.get("complete", 0), r.get("pruned", 0), r.get("fail", 0), r.get("running", 0),
+             format_macs(r["budget_macs"]) if r["budget_macs"] else "", r["data"] or "")
+            for r in rows
+        ],
+        right=["trials", "complete", "pruned", "failed", "running", "budget"],
+    )
+
+
+@main.command()
+@click.option("--study", "study_name", help="Study name.  [default: the storage's only study]")
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the front as CSV.")
+def pareto(study_name, storage, as_json, as_csv):
+    """The Pareto front of a study, and the presets it beats."""
+    from dashboards import dominance_report, pareto_frame
+
+    from .summary import print_front
+    from .study import load_study
+
+    study = load_study(storage, study_name)
+    front = pareto_frame(study)
+    if as_csv:
+        return click.echo(front.to_csv(index=False), nl=False)
+    dominated = dominance_report(study)
+    if as_json:
+        return emit_json({"study": study.study_name, "front": front.to_dict(orient="records"), "dominated_presets": dominated})
+    print_front(front)
+    if dominated:
+        out.print("\nthe front beats these seed networks:")
+        for d in dominated:
+            out.print(f"  {d['text']}", markup=False)
+
+
+@main.command()
+@click.option("--study", "study_name", help="Study name.  [default: the storage's only study]")
+@storage_option
+@click.option("--trial", "number", type=click.IntRange(0), help="Trial number to export.")
+@click.option("--best", is_flag=True, help="The best proxy top-1 on the front within --budget.")
+@budget_option(help="With --best: the MACs limit.  [default: the study's budget]")
+@click.option("-o", "--output", help="Write the config here.  [default: standard output]")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), help="[default: from the file name, else yaml]")
+def export(study_name, storage, number, best, budget, output, fmt):
+    """A trial's architecture as a model config that builds here and with timm.create_model('nas_unified')."""
+    from searchspace import NasError
+
+    from .export import dump, model_config, pick_trial, write
+    from .study import load_study
+
+    if best == (number is not None):
+        raise NasError("export needs exactly one of --trial N and --best")
+    study = load_study(storage, study_name)
+    trial = pick_trial(study, number, best, budget)
+    fmt = fmt or ("json" if output and output.endswith(".json") else "yaml")
+    write(dump(model_config(study, trial, storage), fmt), output)
+    if output:
+        err.print(f"trial {trial.number} of {study.study_name!r} written to {output}", markup=False)
+
+
+@main.command()
+@storage_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback unless you open it).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where exported configs are stored as artifacts.")
+def dashboard(storage, host, port, artifact_dir):
+    """optuna-dashboard on the storage, with Pareto and hypervolume figures, notes and exported configs."""
+    import tempfile
+    from pathlib import Path
+
+    import optuna
+
+    from dashboards.dashboard import publish, serve
+
+    from .export import dump, model_config
+    from .study import masked, open_storage
+
+    store = open_storage(storage, heartbeat=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
+            study = optuna.load_study(study_name=summary.study_name, storage=store)
+            configs = {}
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+                path = Path(scratch) / f"{study.study_name}-trial{t.number}.yaml"
+                path.write_text(dump(model_config(study, t, storage), "yaml"))
+                configs[t.number] = path
+            done = publish(study, configs, Path(artifact_dir))
+            out.print(f"{study.study_name}: {done['figures']} figures, {done['notes']} new notes, {done['artifacts']} new configs", markup=False)
+    out.print(f"optuna-dashboard on {masked(storage)} at http://{host}:{port}/dashboard (Ctrl-C stops it)", markup=False)
+    serve(storage, host, port, Path(artifact_dir))
+
+
+@main.command()
+@click.option("--study", "study_name", help="Study name.  [default: the storage's only study]")
+@storage_option
+@click.option("-o", "--output", default="report.html", show_default=True, help="The HTML report.")
+@click.option("--png", "png", is_flag=False, flag_value="", default=None, help="Also a PNG picture (default: OUTPUT with .png).")
+def report(study_name, storage, output, png):
+    """An HTML report: the front with presets and budget, hypervolume, best architecture per MACs bucket."""
+    from pathlib import Path
+
+    from dashboards.report import render_html, render_png
+    from searchspace import NasError
+
+    from .study import load_study, masked
+
+    study = load_study(storage, study_name)
+    html = render_html(study, masked(storage))
+    try:
+        Path(output).write_text(html)
+    except OSError as exc:
+        raise NasError(f"cannot write {output}: {exc.strerror or exc}") from None
+    out.print(f"report of {study.study_name!r} written to {output}", markup=False)
+    if png is not None:
+        target = Path(png or Path(output).with_suffix(".png"))
+        render_png(study, target)
+        out.print(f"picture written to {target}", markup=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,6 +43,7 @@ class SearchOptions:
     max_concurrent: int | None = None
     recipe: ProxyRecipe = field(default_factory=ProxyRecipe)
     baselines: bool = False
+    artifact_dir: str = "nas-artifacts"
 
 
 @dataclass
@@ -157,7 +158,12 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     prep = prepare(opts, say)
     resources = start_ray(opts.address, say)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) else 0.0)
-    searcher = StudySearcher(prep.study, prep.space, opts.budget, opts.recipe.epochs, opts.trials, prep.baselines)
+    from .export import attach_config
+
+    searcher = StudySearcher(
+        prep.study, prep.space, opts.budget, opts.recipe.epochs, opts.trials, prep.baselines,
+        before_complete=lambda trial: attach_config(prep.study, trial, opts.storage, Path(opts.artifact_dir)),
+    )
     scheduler = (
         ASHAScheduler(time_attr="epoch", metric="proxy_top1", mode="max", max_t=opts.recipe.epochs, grace_period=1, reduction_factor=2)
         if opts.scheduler == "asha"

@@ -52,10 +52,12 @@ class StudySearcher(Searcher):
         epochs: int,
         max_trials: int,
         baselines: list[ArchSpec] = (),
+        before_complete=None,
     ):
         super().__init__(metric=None, mode=None)
         self.study, self.space, self.budget, self.epochs = study, space, budget, epochs
         self.max_trials = max_trials
+        self.before_complete = before_complete  # e.g. attach the exported config while the trial is open
         self.tally = Tally()
         self._live: dict[str, optuna.Trial] = {}
         self._specs: dict[str, ArchSpec] = {}
@@ -108,6 +110,8 @@ class StudySearcher(Searcher):
             self._live.pop(trial_id)
             if epochs >= self.epochs:
                 macs = trial.user_attrs[R.MACS]
+                if self.before_complete is not None:
+                    self.before_complete(trial)
                 self.study.tell(trial, [result["proxy_top1"], macs])
                 self.tally.complete += 1
                 self.tally.events.append((trial.number, "complete", result["proxy_top1"], macs))

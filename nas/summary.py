@@ -31,6 +31,13 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
         + (f"; {t.over_budget} over budget and {t.duplicates} repeats not trained" if t.over_budget or t.duplicates else "")
         + f"; {len(study.trials)} trials in the study; {summary['seconds'] / 60:.1f} min"
     )
+    print_front(front)
+    url = masked(storage_url)
+    out.print(f"\nstudy {summary['study']!r} lives in {url}")
+    out.print(f"browse it:  nas dashboard --storage {url}   (or: optuna-dashboard {url})")
+
+
+def print_front(front) -> None:
     out.print(f"\nPareto front, {len(front)} point{'s' * (len(front) != 1)}: proxy top-1 vs MACs of the full-size network at 224")
     table(
         None,
@@ -41,6 +48,3 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
         ],
         right=["trial", "MACs", "params", "proxy top-1"],
     )
-    url = masked(storage_url)
-    out.print(f"\nstudy {summary['study']!r} lives in {url}")
-    out.print(f"browse it:  nas dashboard --storage {url}   (or: optuna-dashboard {url})")

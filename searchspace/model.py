@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import resample_abs_pos_embed_nhwc, trunc_normal_
 from torch import Tensor, nn
 
@@ -94,10 +95,35 @@ class Network(nn.Module):
             start += stage.depth
         self.head = Head(spec, dims[-1], num_classes)
         self.num_features = dims[-1]
+        h, w = _pair(img_size)
+        # what timm's data and training helpers read off a model (resolve_data_config, train.py)
+        self.pretrained_cfg = self.default_cfg = {
+            "input_size": (in_chans, h, w),
+            "num_classes": num_classes,
+            "mean": IMAGENET_DEFAULT_MEAN,
+            "std": IMAGENET_DEFAULT_STD,
+            "crop_pct": 0.875,
+            "interpolation": "bicubic",
+            "first_conv": "stem.convs" if spec.stem == "patch" else "stem.convs.0",
+            "classifier": "head.fc",
+        }
         self.apply(_init_weights)
         for module in self.modules():
             if hasattr(module, "init_weights"):
                 module.init_weights()
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool=None) -> None:
+        self.num_classes = num_classes
+        self.head.fc = nn.Linear(self.head.fc.in_features, num_classes) if num_classes else nn.Identity()
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Tables and embeddings indexed by position: no weight decay (timm's optimizer factory asks)."""
+        keys = ("rel_table", "rel_height", "rel_width", "pos_embed")
+        return {name for name, _ in self.named_parameters() if name.rsplit(".", 1)[-1] in keys}
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.stem(x)

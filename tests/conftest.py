@@ -8,3 +8,31 @@ import torch
 def _seeded():
     random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def results_study(tmp_path):
+    """A finished study in a SQLite file, written by the real searcher with chosen scores: four searched
+    points and two presets (swin_t scored low, so the front beats it)."""
+    import optuna
+
+    from nas.searcher import StudySearcher
+    from nas.study import open_search_study, open_storage
+    from searchspace import load_space, parse_macs, preset
+    from trials import ProxyRecipe
+    from trials import record as R
+
+    url = f"sqlite:///{tmp_path}/nas_studies.db"
+    space = load_space("tiny")
+    study, _ = open_search_study(
+        open_storage(url), "tiny-4.5G-fashion-mnist", optuna.samplers.RandomSampler(seed=0), space,
+        parse_macs("4.5G"), "fashion-mnist", ProxyRecipe(),
+    )
+    searcher = StudySearcher(study, space, parse_macs("4.5G"), 2, 8, [preset("swin_t"), preset("u_swin_micro")])
+    scores = [40.0, 75.0, 61.0, 70.0, 80.0, 55.0]
+    for i, top1 in enumerate(scores):
+        searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"epoch": 2, "proxy_top1": top1, "proxy_loss": 1.0, "train_seconds": 1.0, "images_per_second": 10.0, "device": "cpu"})
+    searcher.suggest("failing")
+    searcher.fail("failing", "diverged: the training loss became nan at epoch 1, step 2")
+    return url, optuna.load_study(study_name=study.study_name, storage=url)

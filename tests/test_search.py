@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from trials import record as R
@@ -57,6 +58,9 @@ def test_a_search_on_a_tiny_space_stores_four_trained_trials_with_every_attribut
         assert t.values == [t.user_attrs[R.PROXY_TOP1], t.user_attrs[R.MACS]]
         assert t.constraints[R.BUDGET_CONSTRAINT] <= 0
     assert study.metric_names == list(R.OBJECTIVES)
+    for t in trained(study):  # each finished trial carries its exported config as an Optuna artifact
+        (meta,) = get_all_artifact_meta(t, storage=study._storage)
+        assert meta.filename == f"{summary['study']}-trial{t.number}.yaml"
     assert summary["front"] and {p["number"] for p in summary["front"]} <= {t.number for t in trained(study)}
     assert "search" in run.stderr and "complete" in run.stderr  # the live progress goes to stderr with --json
 

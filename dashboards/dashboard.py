@@ -1,0 +1,50 @@
+"""optuna-dashboard for our studies, extended through its own hooks (no fork): saved Plotly figures
+(the Pareto front with presets and the budget, the hypervolume history), a note per trial with its
+architecture in words, and each finished trial's exported model config as an Optuna artifact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna_dashboard import get_note, run_server, save_note, save_plotly_graph_object
+
+from .figures import hypervolume_figure, pareto_figure
+from .notes import architecture_note
+
+FIGURES = {"nas-pareto-front": pareto_figure, "nas-hypervolume": hypervolume_figure}
+
+
+def publish(study: optuna.Study, configs: dict[int, Path] | None = None, artifact_dir: Path | None = None) -> dict:
+    """Save the figures and the notes of trials that have none. Finished trials without a config
+    artifact (searched before artifacts existed) get theirs on the study: Optuna attaches artifacts
+    only to open trials."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if done:
+        for graph_id, make in FIGURES.items():  # a fixed id overwrites last time's figure
+            save_plotly_graph_object(study, make(study), graph_object_id=graph_id)
+    notes = 0
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)):
+        trial = optuna.trial.Trial(study, frozen._trial_id)  # notes address live Trial objects
+        if not get_note(trial):
+            save_note(trial, architecture_note(frozen))
+            notes += 1
+    artifacts = 0
+    if configs and artifact_dir is not None:
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        store = FileSystemArtifactStore(str(artifact_dir))
+        on_study = {meta.filename for meta in get_all_artifact_meta(study)}
+        for frozen in done:
+            path = configs.get(frozen.number)
+            if path and path.name not in on_study and not get_all_artifact_meta(frozen, storage=study._storage):
+                upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study, mimetype="application/yaml")
+                artifacts += 1
+    return {"figures": len(FIGURES) if done else 0, "notes": notes, "artifacts": artifacts}
+
+
+def serve(storage_url: str, host: str, port: int, artifact_dir: Path) -> None:
+    """Run optuna-dashboard on the storage (blocks until interrupted)."""
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    run_server(storage_url, host=host, port=port, artifact_store=FileSystemArtifactStore(str(artifact_dir)))

@@ -1,0 +1,83 @@
+"""The plots of a study, as Plotly figures: one place for the dashboard's saved figures and the report.
+
+Pareto front of proxy top-1 vs MACs (every trained trial faded behind it, presets marked and named,
+the budget as a line) and the hypervolume over trials (Optuna's own plot).
+"""
+
+from __future__ import annotations
+
+import optuna
+import plotly.graph_objects as go
+
+from trials import record as R
+
+from .front import pareto_frame
+
+GREY, ACCENT, PRESET = "rgba(120,120,120,0.35)", "#1f77b4", "#d62728"
+
+
+def pareto_figure(study: optuna.Study) -> go.Figure:
+    budget = study.user_attrs.get(R.STUDY_BUDGET)
+    front = pareto_frame(study)
+    done = [
+        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if R.DUPLICATE_OF not in t.user_attrs
+    ]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[t.values[1] / 1e9 for t in done],
+            y=[t.values[0] for t in done],
+            mode="markers",
+            name="trials",
+            marker={"color": GREY, "size": 8},
+            text=[f"trial {t.number} ({t.user_attrs.get(R.SPEC_ID)})" for t in done],
+            hoverinfo="text+x+y",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=front[R.MACS] / 1e9,
+            y=front[R.PROXY_TOP1],
+            mode="lines+markers",
+            line={"shape": "hv", "color": ACCENT},
+            marker={"size": 10, "color": ACCENT},
+            name="Pareto front",
+            text=[f"trial {n}" for n in front["number"]],
+        )
+    )
+    presets = [t for t in done if t.user_attrs.get(R.PRESET)]
+    if presets:
+        fig.add_trace(
+            go.Scatter(
+                x=[t.values[1] / 1e9 for t in presets],
+                y=[t.values[0] for t in presets],
+                mode="markers+text",
+                marker={"symbol": "star", "size": 14, "color": PRESET},
+                text=[t.user_attrs[R.PRESET] for t in presets],
+                textposition="top center",
+                name="seed presets",
+            )
+        )
+    if budget:
+        fig.add_vline(x=budget / 1e9, line_dash="dash", line_color="black", annotation_text=f"budget {budget / 1e9:g}G")
+    fig.update_layout(
+        title=f"{study.study_name}: proxy top-1 vs MACs",
+        xaxis_title="GMACs of the full-size network (224x224, 1000 classes)",
+        yaxis_title="proxy top-1 (%)",
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
+
+
+def hypervolume_figure(study: optuna.Study) -> go.Figure:
+    """Optuna's hypervolume history, reference point (0% top-1, the budget's MACs)."""
+    budget = study.user_attrs.get(R.STUDY_BUDGET)
+    if budget is None:
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        budget = max((t.values[1] for t in done), default=1.0)
+    fig = optuna.visualization.plot_hypervolume_history(study, reference_point=[0.0, float(budget)])
+    fig.update_traces(name="hypervolume")
+    fig.update_layout(title=f"{study.study_name}: hypervolume over trials (reference: 0% top-1, {budget / 1e9:g} GMACs)", template="plotly_white")
+    return fig

@@ -1,0 +1,29 @@
+"""Architectures in words, for people: a trial's note in the dashboard and the report's summaries."""
+
+from __future__ import annotations
+
+import optuna
+
+from searchspace import format_macs, format_params
+from trials import record as R
+
+
+def architecture_note(trial: optuna.trial.FrozenTrial) -> str:
+    """A Markdown note: what the network is, stage by stage, what it costs and how it scored."""
+    spec = R.spec_of(trial)
+    if spec is None:
+        return f"## Trial {trial.number}\n\nNo architecture recorded."
+    attrs = trial.user_attrs
+    title = f"## Trial {trial.number}: {attrs.get(R.PRESET) or spec.id}"
+    costs = f"{format_params(attrs[R.PARAMS])} params, {format_macs(attrs[R.MACS])} MACs at 224 (1000 classes)"
+    lines = [title, "", costs, ""]
+    if attrs.get(R.PROXY_TOP1) is not None:
+        lines += [f"Proxy top-1 {attrs[R.PROXY_TOP1]:.1f}% after {attrs.get(R.EPOCHS)} epoch(s), state {trial.state.name}.", ""]
+    if attrs.get(R.FAIL_REASON):
+        lines += [f"Note: {attrs[R.FAIL_REASON]}", ""]
+    net = f"stem {spec.stem}" + (f" (+{spec.stem_extra_convs} convs)" if spec.stem_extra_convs else "")
+    net += f", downsampling {spec.downsample}, {spec.norm}, {spec.act}"
+    if spec.layer_scale:
+        net += f", layer scale {spec.layer_scale:g}"
+    lines += [net, ""] + [f"- {line}" for line in spec.summary()]
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""Results a user takes away: studies, the front and its dominance report, export to timm, the report."""
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from click.testing import CliRunner
+
+import nas  # noqa: F401  (registers timm's 'nas_unified')
+from nas.cli import main
+from nas.study import masked
+from searchspace import build_model, load_spec
+from trials import record as R
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def nas_fails(*args):
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 2, result.output
+    return result.output
+
+
+def test_studies_lists_each_study_with_its_trials_by_state(results_study):
+    url, study = results_study
+    (row,) = json.loads(run("studies", "--storage", url, "--json").output)
+    assert row["study"] == study.study_name and row["trials"] == len(study.trials)
+    assert row["complete"] == 6 and row["fail"] == 1
+
+
+def test_pareto_gives_the_front_and_which_presets_it_beats(results_study):
+    url, study = results_study
+    data = json.loads(run("pareto", "--storage", url, "--json").output)
+    front = data["front"]
+    assert front and all({"number", "spec_id", "preset", "macs", "params", "proxy_top1"} <= set(p) for p in front)
+    macs = [p["macs"] for p in front]
+    assert macs == sorted(macs) and [p["proxy_top1"] for p in front] == sorted(p["proxy_top1"] for p in front)
+    (beaten,) = [d for d in data["dominated_presets"] if d["preset"] == "swin_t"]
+    assert beaten["text"].startswith(f"trial {beaten['beaten_by']} beats swin_t: +") and "GMACs" in beaten["text"]
+    csv = run("pareto", "--storage", url, "--csv").output.splitlines()
+    assert csv[0] == "number,spec_id,preset,macs,params,proxy_top1" and len(csv) == len(front) + 1
+
+
+def test_an_exported_config_builds_the_same_network_here_and_through_timm(results_study, tmp_path):
+    url, study = results_study
+    out = tmp_path / "model.yaml"
+    run("export", "--storage", url, "--best", "-o", str(out))
+    config = __import__("yaml").safe_load(out.read_text())
+    assert {"spec", "cost", "search", "provenance"} <= set(config)
+    assert config["provenance"]["study"] == study.study_name and config["provenance"]["version"]
+    ours = build_model(str(out), num_classes=10)
+    theirs = timm.create_model("nas_unified", config=str(out), num_classes=10, pretrained=False)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert load_spec(str(out)).id == config["provenance"]["spec_id"]
+    assert theirs(torch.randn(1, 3, 224, 224)).shape == (1, 10)
+    best = max(t.values[0] for t in study.best_trials)
+    assert config["search"]["proxy_top1"] == best
+
+
+def test_export_as_json_by_trial_number(results_study, tmp_path):
+    url, study = results_study
+    number = study.best_trials[0].number
+    out = tmp_path / "model.json"
+    run("export", "--storage", url, "--trial", str(number), "-o", str(out))
+    assert json.loads(out.read_text())["provenance"]["trial"] == number
+
+
+def test_export_refuses_unfinished_unknown_and_unwritable(results_study, tmp_path):
+    url, study = results_study
+    failed = next(t.number for t in study.trials if t.state.name == "FAIL")
+    assert f"trial {failed} of 'tiny-4.5G-fashion-mnist' is FAIL (diverged" in nas_fails("export", "--storage", url, "--trial", str(failed))
+    assert "no trial 99" in nas_fails("export", "--storage", url, "--trial", "99")
+    assert "no study 'other' in" in nas_fails("export", "--storage", url, "--study", "other", "--best")
+    assert "(studies: tiny-4.5G-fashion-mnist)" in nas_fails("export", "--storage", url, "--study", "other", "--best")
+    assert "exactly one of --trial N and --best" in nas_fails("export", "--storage", url)
+    assert "cannot write" in nas_fails("export", "--storage", url, "--best", "-o", str(tmp_path / "missing" / "m.yaml"))
+
+
+def test_timm_entrypoint_refuses_pretrained_weights():
+    from searchspace import NasError
+
+    with pytest.raises(NasError, match="no pretrained weights"):
+        timm.create_model("nas_unified", config="swin_t", pretrained=True)
+
+
+def test_storage_passwords_never_reach_output():
+    assert masked("postgresql://nas:s3cret@db.example/nas") == "postgresql://nas:***@db.example/nas"
+
+
+def test_the_report_renders_the_front_presets_budget_and_buckets(results_study, tmp_path):
+    url, study = results_study
+    out = tmp_path / "report.html"
+    run("report", "--storage", url, "-o", str(out))
+    html = out.read_text()
+    assert study.study_name in html and "Pareto front" in html and "Hypervolume over trials" in html
+    assert "swin_t" in html and "budget 4.5G" in html and "Best architecture per MACs bucket" in html
+    assert "beats swin_t" in html and "stage 1:" in html and "plotly" in html
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("google-chrome")), reason="no Chromium for kaleido's PNG (apt-get install chromium)")
+def test_the_report_png_is_a_real_picture_of_the_expected_size(results_study, tmp_path):
+    url, _ = results_study
+    run("report", "--storage", url, "-o", str(tmp_path / "r.html"), "--png", str(tmp_path / "r.png"))
+    from dashboards.report import PNG_SIZE
+
+    assert png_size(tmp_path / "r.png") == PNG_SIZE
+    from PIL import Image
+
+    with Image.open(tmp_path / "r.png") as img:
+        darkest, lightest = img.convert("L").getextrema()
+        assert lightest - darkest > 100  # drawn, not blank
