@@ -19,8 +19,9 @@ def architecture_note(trial: optuna.trial.FrozenTrial) -> str:
     lines = [title, "", costs, ""]
     if attrs.get(R.PROXY_TOP1) is not None:
         lines += [f"Proxy top-1 {attrs[R.PROXY_TOP1]:.1f}% after {attrs.get(R.EPOCHS)} epoch(s), state {trial.state.name}.", ""]
-    if attrs.get(R.FAIL_REASON):
-        lines += [f"Note: {attrs[R.FAIL_REASON]}", ""]
+    reason = attrs.get(R.FAIL_REASON) or (R.INTERRUPTED if trial.state == optuna.trial.TrialState.FAIL else None)
+    if reason:
+        lines += [f"Note: {reason}", ""]
     net = f"stem {spec.stem}" + (f" (+{spec.stem_extra_convs} convs)" if spec.stem_extra_convs else "")
     net += f", downsampling {spec.downsample}, {spec.norm}, {spec.act}"
     if spec.layer_scale:

@@ -237,6 +237,19 @@ def _duration(ctx, param, value):
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+def _bytes(ctx, param, value):
+    if value is None:
+        return None
+    import re
+
+    from searchspace import NasError
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)i?B?\s*", str(value), re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise NasError(f"--{param.name.replace('_', '-')} {value!r}: write a size such as 500M or 4G")
+    return int(float(match.group(1)) * 1024 ** "_KMGT".index(match.group(2).upper() or "_"))
+
+
 def storage_option(f):
     from .study import DEFAULT_STORAGE
 
@@ -269,10 +282,11 @@ def storage_option(f):
 @click.option("--proxy-lr", default=ProxyRecipe.lr, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
+@click.option("--max-memory-per-trial", callback=_bytes, help="Host memory a trial may allocate (500M, 4G); beyond it the trial fails as out of memory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
 def search(budget, space_file, data, storage, study_name, trials, time_limit, seed, sampler, scheduler, address,
            cpus_per_trial, gpus_per_trial, max_concurrent, proxy_epochs, proxy_resolution, proxy_width, subset,
-           proxy_batch_size, proxy_lr, baselines, artifact_dir, as_json):
+           proxy_batch_size, proxy_lr, baselines, artifact_dir, max_memory_per_trial, as_json):
     """Search the space for the best proxy top-1 per MACs within --budget.
 
     An Optuna multi-objective study (maximise proxy top-1, minimise MACs) in the storage; Ray Tune
@@ -289,7 +303,7 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
         budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
         time_limit=time_limit, seed=seed, sampler=sampler, scheduler=scheduler, address=address,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
-        recipe=recipe, baselines=baselines, artifact_dir=artifact_dir,
+        recipe=recipe, baselines=baselines, artifact_dir=artifact_dir, max_memory_per_trial=max_memory_per_trial,
     )
     summary = run_search(opts, console=err if as_json else out)  # --json: progress to stderr, JSON to stdout
     print_search_summary(summary, storage, as_json)
@@ -305,11 +319,13 @@ def studies(storage, as_json):
 
     from trials import record as R
 
-    from .study import masked, open_storage
+    from .study import masked, open_storage, storage_errors
 
     store = open_storage(storage, heartbeat=False)
     rows = []
-    for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
+    with storage_errors(storage):
+        summaries = optuna.get_all_study_summaries(store, include_best_trial=False)
+    for summary in summaries:
         study = optuna.load_study(study_name=summary.study_name, storage=store)
         states = {}
         for t in study.get_trials(deepcopy=False):
@@ -399,10 +415,10 @@ def dashboard(storage, host, port, artifact_dir):
     from dashboards.dashboard import publish, serve
 
     from .export import dump, model_config
-    from .study import masked, open_storage
+    from .study import masked, open_storage, storage_errors
 
     store = open_storage(storage, heartbeat=False)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, storage_errors(storage):
         for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
             study = optuna.load_study(study_name=summary.study_name, storage=store)
             configs = {}

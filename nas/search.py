@@ -22,7 +22,16 @@ import optuna
 from searchspace import NasError, SearchSpace, count, format_budget, format_macs, load_space, preset, preset_names
 from trials import ProxyRecipe, data_name, load_proxy_data
 
-from .study import DEFAULT_STORAGE, HEARTBEAT_SECONDS, fail_stale_trials, make_sampler, masked, open_search_study, open_storage
+from .study import (
+    DEFAULT_STORAGE,
+    HEARTBEAT_SECONDS,
+    fail_stale_trials,
+    make_sampler,
+    masked,
+    open_search_study,
+    open_storage,
+    storage_errors,
+)
 
 
 @dataclass
@@ -44,6 +53,7 @@ class SearchOptions:
     recipe: ProxyRecipe = field(default_factory=ProxyRecipe)
     baselines: bool = False
     artifact_dir: str = "nas-artifacts"
+    max_memory_per_trial: int | None = None  # bytes a trial may allocate beyond what its process holds
 
 
 @dataclass
@@ -70,8 +80,9 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     storage = open_storage(opts.storage)
     name = opts.study_name or f"{space.name}-{format_budget(opts.budget)}-{data_name(opts.data)}"
     sampler = make_sampler(opts.sampler, opts.seed, opts.trials)
-    study, resumed = open_search_study(storage, name, sampler, space, opts.budget, data_name(opts.data), opts.recipe)
-    stale = fail_stale_trials(study)
+    with storage_errors(opts.storage):
+        study, resumed = open_search_study(storage, name, sampler, space, opts.budget, data_name(opts.data), opts.recipe)
+        stale = fail_stale_trials(study)
     r = opts.recipe
     data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed)
     baselines = []
@@ -170,7 +181,10 @@ def run_search(opts: SearchOptions, console=None) -> dict:
         else FIFOScheduler()
     )
     trainable = tune.with_resources(
-        tune.with_parameters(proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.cpus_per_trial))),
+        tune.with_parameters(
+            proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.cpus_per_trial)),
+            memory_limit=opts.max_memory_per_trial,
+        ),
         {"cpu": opts.cpus_per_trial, "gpu": gpus},
     )
     scratch = tempfile.mkdtemp(prefix="nas-ray-")  # Ray's own logs; the study is the record

@@ -11,6 +11,8 @@ draws again. A point the study has already scored is answered from the study, no
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 
@@ -21,6 +23,7 @@ from ray.tune.search import Searcher
 from searchspace import ArchSpec, NasError, SearchSpace, count, format_macs, preset_by_id
 from trials import record as R
 
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 MAX_DRAWS = 500  # draws per suggestion before giving up on finding a new in-budget point
 
 
@@ -149,6 +152,7 @@ class StudySearcher(Searcher):
             spec = self._baseline_outside_space() or self.space.suggest(trial)
         params, macs = count(spec)
         preset = self._presets.get(spec.id)
+        trial.set_user_attr(R.SEARCH_PROCESS, _PROCESS)
         trial.set_user_attr(R.SPEC, json.dumps(spec.to_dict(), sort_keys=True))
         trial.set_user_attr(R.SPEC_ID, spec.id)
         trial.set_user_attr(R.PARAMS, params)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -43,23 +45,37 @@ def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
         parsed = sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
         raise NasError(f"--storage {url!r} is not a SQLAlchemy URL (e.g. sqlite:///nas_studies.db, postgresql://user@host/db)") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    # (a SQLite URI filename such as file:x.db?mode=ro is left to SQLite itself)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") and not parsed.database.startswith("file:"):
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
             raise NasError(f"--storage {masked(url)}: the folder {folder} does not exist")
         if not os.access(folder, os.W_OK) or (Path(parsed.database).exists() and not os.access(parsed.database, os.W_OK)):
             raise NasError(f"--storage {masked(url)}: {parsed.database} is not writable")
     options = dict(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS) if heartbeat else {}
-    try:
-        return RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True} if parsed.get_backend_name() != "sqlite" else {},
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1) if heartbeat else None,
-            **options,
-        )
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise NasError(f"cannot open the study storage {masked(url)}: {first}") from None
+    # several searches may share one SQLite file: wait for its lock rather than fail after 5 s
+    engine = {"connect_args": {"timeout": 120}} if parsed.get_backend_name() == "sqlite" else {"pool_pre_ping": True}
+    for attempt in range(5):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1) if heartbeat else None,
+                **options,
+            )
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
+            # two searches opening a new storage at once race to create Optuna's tables; the loser
+            # finds them made and only has to open it again
+            if "already exists" not in str(exc) and "UNIQUE constraint" not in str(exc) or attempt == 4:
+                raise NasError(f"cannot open the study storage {masked(url)}: {_first_line(exc)}") from None
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            raise NasError(f"cannot open the study storage {masked(url)}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def make_sampler(name: str, seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
@@ -78,6 +94,15 @@ def make_sampler(name: str, seed: int | None, trials: int) -> optuna.samplers.Ba
 
 def space_digest(space: SearchSpace) -> str:
     return hashlib.sha256(Path(space.source).read_bytes()).hexdigest()
+
+
+@contextmanager
+def storage_errors(url: str):
+    """A storage that fails mid-way (read-only file, server gone) is a one-line NasError, not a traceback."""
+    try:
+        yield
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise NasError(f"the study storage {masked(url)} failed: {_first_line(exc)}") from None
 
 
 def open_search_study(
@@ -133,7 +158,8 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
 def load_study(storage_url: str, name: str | None) -> optuna.Study:
     """An existing study by name (or the only one in the storage); unknown names list what exists."""
     storage = open_storage(storage_url, heartbeat=False)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    with storage_errors(storage_url):
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if name is None:
         if len(names) == 1:
             name = names[0]

@@ -7,23 +7,25 @@ reason, so the study records why; only Ray's own errors (a killed worker) arrive
 from __future__ import annotations
 
 
-def proxy_trial(config: dict, data, recipe: dict, threads: int = 1) -> None:
+def proxy_trial(config: dict, data, recipe: dict, threads: int = 1, memory_limit: int | None = None) -> None:
     import ray
     import torch
     from ray import tune
 
     from searchspace import ArchSpec
-    from trials import ProxyRecipe, failure_reason, train_proxy
+    from trials import ProxyRecipe, failure_reason, memory_cap, train_proxy
 
     torch.set_num_threads(threads)  # the trial's share of the CPUs, not all of them
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    epochs = train_proxy(ArchSpec.model_validate(config["spec"]), data, ProxyRecipe(**recipe), device)
-    while True:
-        try:
-            result = next(epochs)
-        except StopIteration:
-            return
-        except Exception as exc:  # noqa: BLE001 - every training failure becomes the trial's recorded reason
-            tune.report({"failure": failure_reason(exc), "proxy_top1": float("nan")})
-            return
-        tune.report(result.metrics())
+    with memory_cap(memory_limit):
+        epochs = train_proxy(ArchSpec.model_validate(config["spec"]), data, ProxyRecipe(**recipe), device)
+        while True:
+            try:
+                result = next(epochs)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - every training failure becomes the trial's recorded reason
+                epochs.close()  # frees the model and optimizer before Ray reports
+                tune.report({"failure": failure_reason(exc), "proxy_top1": float("nan")})
+                return
+            tune.report(result.metrics())

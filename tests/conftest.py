@@ -36,3 +36,31 @@ def results_study(tmp_path):
     searcher.suggest("failing")
     searcher.fail("failing", "diverged: the training loss became nan at epoch 1, step 2")
     return url, optuna.load_study(study_name=study.study_name, storage=url)
+
+
+# --- the fault suite's ledger: every injected fault, printed at the end of the session -------------------
+_FAULTS: list[tuple[str, bool, int, int]] = []
+
+
+@pytest.fixture
+def fault_ledger():
+    return _FAULTS
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FAULTS:
+        return
+    tr = terminalreporter
+    tr.section("fault suite")
+    kinds: dict[str, list] = {}
+    for name, survived, lost, dups in _FAULTS:
+        kinds.setdefault(name, []).append((survived, lost, dups))
+    for name, rows in kinds.items():
+        tr.write_line(
+            f"{name:45s} injected {len(rows)}, survived {sum(r[0] for r in rows)}, "
+            f"finished trials lost {sum(r[1] for r in rows)}, duplicates {sum(r[2] for r in rows)}"
+        )
+    tr.write_line(
+        f"{'total':45s} injected {len(_FAULTS)}, survived {sum(f[1] for f in _FAULTS)}, "
+        f"finished trials lost {sum(f[2] for f in _FAULTS)}, duplicates {sum(f[3] for f in _FAULTS)}"
+    )

@@ -4,7 +4,7 @@ Imports searchspace (and torch, timm, torchvision, optuna, pandas); never dashbo
 """
 
 from .data import DEFAULT_DATA, ProxyData, data_name, load_proxy_data
-from .train import EpochResult, ProxyRecipe, TrialFailed, failure_reason, pick_device, train_proxy
+from .train import EpochResult, ProxyRecipe, TrialFailed, failure_reason, memory_cap, pick_device, train_proxy
 
 __all__ = [
     "DEFAULT_DATA",
@@ -15,6 +15,7 @@ __all__ = [
     "data_name",
     "failure_reason",
     "load_proxy_data",
+    "memory_cap",
     "pick_device",
     "train_proxy",
 ]

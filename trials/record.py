@@ -27,6 +27,10 @@ IMAGES_PER_SECOND = "images_per_second"
 DEVICE = "device"
 FAIL_REASON = "fail_reason"  # why a trial failed, or why a point was not trained
 DUPLICATE_OF = "duplicate_of"  # the trial number a repeated point was answered from
+SEARCH_PROCESS = "search_process"  # host:pid of the `nas search` that drew the point
+
+# A FAIL trial without a reason was failed by a later search: its own search stopped (no heartbeat).
+INTERRUPTED = "interrupted: its search stopped while training it (the point was re-queued)"
 
 # The objectives, in order, and the constraint that carries the budget.
 OBJECTIVES = ("proxy top-1 (%)", "MACs")
@@ -59,6 +63,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row = {"number": t.number, "state": t.state.name}
         for key in COLUMNS[2:-1]:
             row[key] = attrs.get(key)
+        if t.state == optuna.trial.TrialState.FAIL and not row[FAIL_REASON]:
+            row[FAIL_REASON] = INTERRUPTED
         row["feasible"] = all(v <= 0 for v in t.constraints.values()) if t.constraints else None
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
@@ -91,8 +92,8 @@ def train_proxy(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: st
             in_chans=data.channels,
             stem_stride=recipe.stem_stride,
         ).to(device)
-    except (RuntimeError, ValueError) as exc:
-        raise TrialFailed(f"building the proxy network failed: {exc}") from exc
+    except (RuntimeError, ValueError, MemoryError) as exc:
+        raise TrialFailed(f"building the proxy network failed: {str(exc).splitlines()[0][:200]}") from exc
     amp = device == "cuda"
     steps_per_epoch = math.ceil(len(data.train_labels) / recipe.batch_size)
     optimizer = create_optimizer_v2(model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -169,10 +170,38 @@ def evaluate(model, images, labels, batch_size: int, amp: bool) -> tuple[float, 
 def failure_reason(exc: BaseException) -> str:
     """The one-line reason a failed trial records."""
     if isinstance(exc, TrialFailed):
+        cause = exc.__cause__
+        if cause is not None and _is_out_of_memory(cause):
+            return f"{exc} (out of memory)"
         return str(exc)
     if isinstance(exc, torch.OutOfMemoryError):
         return f"out of memory: {str(exc).splitlines()[0][:200]}"
-    if isinstance(exc, MemoryError):
-        return "out of host memory"
+    if _is_out_of_memory(exc):
+        return "out of memory: the trial could not allocate host memory"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else 'no message'}"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "DefaultCPUAllocator" in text
+
+
+@contextmanager
+def memory_cap(limit: int | None):
+    """Let this process allocate at most `limit` more bytes (Linux RLIMIT_AS on the soft limit, restored
+    after): a trial that needs more fails as out of memory instead of taking the machine down."""
+    if not limit:
+        yield
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        in_use = int(f.read().split()[0]) * resource.getpagesize()
+    cap = in_use + limit if hard == resource.RLIM_INFINITY else min(hard, in_use + limit)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

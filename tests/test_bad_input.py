@@ -1,0 +1,187 @@
+"""Bad input, table-driven: every case prints one line naming the problem and exits 2; --debug shows
+the traceback. Plus the security promises: loopback by default, safe loaders, no passwords in output."""
+
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from nas.cli import main
+from searchspace import preset
+from searchspace.space import SPACE_DIR
+
+TINY = yaml.safe_load((SPACE_DIR / "tiny.yaml").read_text())
+SWIN = preset("swin_t").to_dict()
+
+
+def space_file(tmp, edit=None, text=None):
+    path = tmp / "space.yaml"
+    if text is not None:
+        path.write_text(text)
+    else:
+        data = yaml.safe_load(yaml.safe_dump(TINY))
+        edit(data)
+        path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def spec_file(tmp, edit=None, text=None):
+    path = tmp / "spec.yaml"
+    if text is not None:
+        path.write_text(text)
+    else:
+        data = yaml.safe_load(yaml.safe_dump(SWIN))
+        edit(data)
+        path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def stage0(key, value):
+    return lambda d: d["stages"][0].update({key: value})
+
+
+def mixer0(key, value):
+    return lambda d: d["stages"][0]["mixer"].update({key: value})
+
+
+def readonly_storage(tmp):
+    db = tmp / "ro.db"
+    sqlite3.connect(db).close()
+    return f"sqlite:///file:{db}?mode=ro&uri=true"
+
+
+def search(*extra):
+    return ["search", "--budget", "4.5G", "--space", "tiny", "--subset", "64", *extra]
+
+
+# (case, argv builder given tmp_path, what the line must say)
+CASES = [
+    ("space: malformed YAML", lambda t: ["space", "show", space_file(t, text="stage:\n  depth: [1, 2\n")], "malformed YAML"),
+    ("space: unknown key", lambda t: ["space", "show", space_file(t, lambda d: d.update(optimizer="adam"))], "optimizer: unknown key (allowed: name"),
+    ("space: unknown dimension", lambda t: ["space", "show", space_file(t, lambda d: d["mixer"].update(kernal=[3]))], "mixer.kernal: unknown dimension (allowed:"),
+    ("space: unknown value", lambda t: ["space", "show", space_file(t, lambda d: d["mixer"].update(connectivity=["windoww"]))], "'windoww' is not allowed (allowed: 'window'"),
+    ("space: empty choices", lambda t: ["space", "show", space_file(t, lambda d: d["stage"].update(ffn_ratio=[]))], "empty list of choices"),
+    ("space: contradictory conditions", lambda t: ["space", "show", space_file(t, lambda d: d["mixer"].update(connectivity=["halo"], dynamic=["static"]))], "connectivity 'halo' admits dynamic attention"),
+    ("space: dimension out of range", lambda t: ["space", "show", space_file(t, lambda d: d["stage"].update(depth={"low": 0, "high": 2}))], "greater than or equal to 1"),
+    ("spec: malformed YAML", lambda t: ["arch", "show", spec_file(t, text="stages: [\n")], "malformed YAML"),
+    ("spec: unknown key", lambda t: ["arch", "show", spec_file(t, stage0("depht", 2))], "stages[0].depht: unknown key (allowed: depth, dim"),
+    ("spec: unknown value", lambda t: ["arch", "show", spec_file(t, mixer0("dynamic", "attn"))], "stages[0].mixer.dynamic: 'attn' is not allowed"),
+    ("spec: invalid combination", lambda t: ["arch", "show", spec_file(t, lambda d: d["stages"][0].update(mixer={"connectivity": "global", "dynamic": "static", "heads": 3}))], "tie the network to one input size"),
+    ("spec: dimension out of range", lambda t: ["arch", "show", spec_file(t, stage0("depth", 0))], "stages[0].depth: Input should be greater than or equal to 1"),
+    ("budget: abc", lambda t: ["space", "sample", "--budget", "abc"], "budget 'abc' is not a number of MACs"),
+    ("budget: -1", lambda t: ["space", "sample", "--budget", "-1"], "budget '-1' is not a number of MACs"),
+    ("budget: 0", lambda t: ["space", "sample", "--budget", "0"], "must be a positive number of MACs"),
+    ("budget: 4.5X", lambda t: ["space", "sample", "--budget", "4.5X"], "budget '4.5X' is not a number of MACs"),
+    ("budget: below every point", lambda t: ["search", "--budget", "1M", "--space", "tiny"], "its cheapest point"),
+    ("data: missing path", lambda t: search("--data", str(t / "nowhere")), "no such directory; expected a Fashion-MNIST IDX folder"),
+    ("data: wrong layout", lambda t: search("--data", str((t / "notes.txt").parent if (t / "notes.txt").write_text("x") else t)), "none of these layouts is there"),
+    ("data: empty folder", lambda t: search("--data", str((t / "empty").mkdir() or t / "empty")), "it is empty"),
+    ("storage: bad URL", lambda t: search("--storage", "not a url"), "is not a SQLAlchemy URL"),
+    ("storage: read-only file", lambda t: search("--storage", readonly_storage(t)), "readonly database"),
+    ("storage: unreachable server", lambda t: search("--storage", "postgresql+psycopg2://nas:pw@127.0.0.1:1/nas"), "cannot open the study storage postgresql+psycopg2://nas:***@127.0.0.1:1/nas"),
+    ("ray: unreachable address", lambda t: search("--address", "127.0.0.1:1"), "cannot reach the Ray cluster at 127.0.0.1:1"),
+    ("time limit: not a duration", lambda t: search("--time-limit", "soon"), "--time-limit 'soon'"),
+    ("memory cap: not a size", lambda t: search("--max-memory-per-trial", "lots"), "--max-memory-per-trial 'lots'"),
+]
+STUDY_CASES = [
+    ("export: unknown study", lambda url, t: ["export", "--storage", url, "--study", "nope", "--best"], "no study 'nope' in"),
+    ("export: unknown trial", lambda url, t: ["export", "--storage", url, "--trial", "999"], "has no trial 999"),
+    ("export: unfinished trial", lambda url, t: ["export", "--storage", url, "--trial", "6"], "is FAIL (diverged"),
+    ("export: unwritable output", lambda url, t: ["export", "--storage", url, "--best", "-o", str(t / "no" / "dir" / "m.yaml")], "cannot write"),
+    ("report: unwritable output", lambda url, t: ["report", "--storage", url, "-o", str(t / "no" / "r.html")], "cannot write"),
+]
+
+
+def one_line_error(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nas: error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("case, argv, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(case, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(argv(tmp_path))
+    assert message in line, line
+
+
+@pytest.mark.parametrize("case, argv, message", STUDY_CASES, ids=[c[0] for c in STUDY_CASES])
+def test_bad_results_requests_are_one_line_and_exit_2(case, argv, message, results_study, tmp_path):
+    url, _ = results_study
+    line = one_line_error(argv(url, tmp_path))
+    assert message in line, line
+
+
+def test_at_least_twenty_cases_are_covered():
+    assert len(CASES) + len(STUDY_CASES) >= 20
+
+
+def test_debug_shows_the_traceback_and_plain_runs_do_not(tmp_path):
+    nas = str(Path(sys.executable).parent / "nas")
+    plain = subprocess.run([nas, "space", "sample", "--budget", "4.5X"], capture_output=True, text=True)
+    debug = subprocess.run([nas, "--debug", "space", "sample", "--budget", "4.5X"], capture_output=True, text=True)
+    assert plain.returncode == 2 and plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "NasError" in debug.stderr
+
+
+def outward_address() -> str | None:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            address = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
+
+
+def test_the_dashboard_listens_on_loopback_only_unless_told(results_study, tmp_path):
+    url, _ = results_study
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "nas"), "dashboard", "--storage", url, "--port", str(port), "--artifact-dir", str(tmp_path / "a")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the dashboard did not start")
+        outside = outward_address()
+        if outside is None:
+            pytest.skip("this machine has no non-loopback address to try")
+        with pytest.raises(OSError):
+            socket.create_connection((outside, port), timeout=2).close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_exported_provenance_and_output_never_carry_the_storage_password(results_study, tmp_path):
+    from nas.export import model_config
+    from searchspace import NasError
+
+    from nas.study import open_storage
+
+    _, study = results_study
+    config = model_config(study, study.best_trials[0], "postgresql://nas:hunter2@db.example:5432/nas")
+    assert "hunter2" not in yaml.safe_dump(config) and config["provenance"]["storage"] == "postgresql://nas:***@db.example:5432/nas"
+    with pytest.raises(NasError) as err:
+        open_storage("postgresql+psycopg2://nas:hunter2@127.0.0.1:1/nas")
+    assert "hunter2" not in str(err.value)
