@@ -77,6 +77,10 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
         )
     if opts.address:
         _probe(opts.address)
+    try:
+        Path(opts.artifact_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NasError(f"--artifact-dir {opts.artifact_dir}: cannot create it ({exc.strerror or exc})") from None
     storage = open_storage(opts.storage)
     name = opts.study_name or f"{space.name}-{format_budget(opts.budget)}-{data_name(opts.data)}"
     sampler = make_sampler(opts.sampler, opts.seed, opts.trials)

@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from searchspace import ArchSpec, NasError, SearchSpace, count, format_macs, preset_by_id
+from searchspace import ArchSpec, SearchSpace, count, format_macs, preset_by_id
 from trials import record as R
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
@@ -37,6 +37,7 @@ class Tally:
     failed: int = 0
     over_budget: int = 0
     duplicates: int = 0
+    exhausted: bool = False  # MAX_DRAWS draws in a row were over budget or already scored
     events: list = field(default_factory=list)  # (trial number, what happened) for the display
 
     @property
@@ -63,7 +64,6 @@ class StudySearcher(Searcher):
         self.before_complete = before_complete  # e.g. attach the exported config while the trial is open
         self.tally = Tally()
         self._live: dict[str, optuna.Trial] = {}
-        self._specs: dict[str, ArchSpec] = {}
         self._last: dict[str, dict] = {}
         self._presets = preset_by_id()
         self._baselines = [s for s in baselines if not self._scored(s.id)]
@@ -87,13 +87,10 @@ class StudySearcher(Searcher):
                 continue
             with self._lock:
                 self._live[trial_id] = trial
-                self._specs[trial_id] = spec
                 self.tally.started += 1
             return {"spec": spec.to_dict(), "trial_number": trial.number, "spec_id": spec.id}
-        raise NasError(
-            f"the sampler drew {MAX_DRAWS} points in a row that were over the budget or already scored; "
-            "the space is nearly exhausted for this budget"
-        )
+        self.tally.exhausted = True  # the summary says so; ending the search is the honest answer
+        return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._last[trial_id] = result
@@ -114,12 +111,15 @@ class StudySearcher(Searcher):
             if epochs >= self.epochs:
                 macs = trial.user_attrs[R.MACS]
                 if self.before_complete is not None:
-                    self.before_complete(trial)
+                    try:
+                        self.before_complete(trial)
+                    except OSError as exc:  # a full disk must not cost the trained result
+                        trial.set_user_attr("artifact_error", str(exc)[:300])
                 self.study.tell(trial, [result["proxy_top1"], macs])
                 self.tally.complete += 1
                 self.tally.events.append((trial.number, "complete", result["proxy_top1"], macs))
             else:
-                why = "stopped early by the scheduler" if epochs else "stopped before its first epoch"
+                why = "stopped early (scheduler or time limit)" if epochs else "stopped before its first epoch"
                 trial.set_user_attr(R.FAIL_REASON, f"{why} (after {epochs} of {self.epochs} epochs)")
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.tally.pruned += 1

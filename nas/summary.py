@@ -31,6 +31,8 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
         + (f"; {t.over_budget} over budget and {t.duplicates} repeats not trained" if t.over_budget or t.duplicates else "")
         + f"; {len(study.trials)} trials in the study; {summary['seconds'] / 60:.1f} min"
     )
+    if t.exhausted:
+        out.print("the sampler drew no new in-budget point in 500 draws: the space looks exhausted for this budget")
     print_front(front)
     url = masked(storage_url)
     out.print(f"\nstudy {summary['study']!r} lives in {url}")

@@ -154,8 +154,6 @@ class TokenMixer(nn.Module):
             self.context_norm = nn.LayerNorm(dim)
             self.offset = nn.Linear(dim, g * k2 * 2)
             self.point_weight = nn.Linear(dim, g * k2)
-            nn.init.zeros_(self.offset.weight)
-            nn.init.zeros_(self.offset.bias)
         elif dynamic == "inhomogeneous":  # involution / I-D-DW-Conv: each pixel predicts its filter
             hidden = max(1, dim // 4)
             self.generator = nn.Sequential(
@@ -197,6 +195,13 @@ class TokenMixer(nn.Module):
                 "homogeneous": self._sliding_homogeneous,
             }.get(dynamic, self._sliding_weighted),
         }[connectivity]
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """DCNv3 starts from the regular grid: zero offsets (the network calls this after its own init)."""
+        if hasattr(self, "offset"):
+            nn.init.zeros_(self.offset.weight)
+            nn.init.zeros_(self.offset.bias)
 
     def _window_count(self, feature_size) -> int:
         return _blocks(feature_size[0], self.kernel) * _blocks(feature_size[1], self.kernel)

@@ -292,6 +292,10 @@ class SearchSpace:
                     f"but {section}.dynamic allows only {', '.join(dynamics)}"
                 )
             for d in set(DYNAMICS_BY_CONNECTIVITY[c]) & set(dynamics):
+                if not self._keyed_values(section, "head_dim", c, d):
+                    raise NasError(f"{src}: {section}.head_dim: no values for a {c}/{d} mixer, which the space allows")
+                if MIXER_CONDITIONS["kernel"].applies(c, d) and not self._keyed_values(section, "kernel", c, d):
+                    raise NasError(f"{src}: {section}.kernel: no values for connectivity '{c}', which needs a kernel size")
                 norms = self._keyed_values(section, "weight_norm", c, d)
                 if norms is not None and not set(norms) & set(WEIGHT_NORMS_BY_DYNAMIC[d]):
                     raise NasError(
@@ -317,17 +321,20 @@ class SearchSpace:
                                 f"(dim {dim}{', halved by the parallel layout' if split == 2 else ''})"
                             )
 
-    def _keyed_values(self, section, key, connectivity, dynamic) -> list | None:
+    def _sub(self, section: str, key: str, connectivity=None, dynamic=None):
+        """A dimension's domain (or per-stage domains) for one mixer, resolving by_connectivity / by_dynamic."""
         spec = self.dims[section].get(key)
-        if spec is None:
-            return None
         if isinstance(spec, tuple):
             axis, table = spec
-            sub = table.get(connectivity if axis == "connectivity" else dynamic)
-            if sub is None:
-                return []
-            return list(dict.fromkeys(v for d in _stage_domains(sub) for v in d))
-        return list(dict.fromkeys(v for d in _stage_domains(spec) for v in d))
+            return table.get(connectivity if axis == "connectivity" else dynamic)
+        return spec
+
+    def _keyed_values(self, section, key, connectivity, dynamic) -> list | None:
+        """Every value a mixer (connectivity, dynamic) may take for `key`; None when the space omits it."""
+        if key not in self.dims[section]:
+            return None
+        sub = self._sub(section, key, connectivity, dynamic)
+        return [] if sub is None else list(dict.fromkeys(v for d in _stage_domains(sub) for v in d))
 
     # -- the walk -------------------------------------------------------------------------------------------
     def _name(self, stage: int, section: str, key: str) -> str:
@@ -339,14 +346,8 @@ class SearchSpace:
         return f"{scope}.{short}{key}"
 
     def _domain(self, section: str, key: str, stage: int, connectivity=None, dynamic=None) -> Domain | None:
-        spec = self.dims[section].get(key)
-        if spec is None:
-            return None
-        if isinstance(spec, tuple):
-            axis, table = spec
-            sub = table.get(connectivity if axis == "connectivity" else dynamic)
-            return None if sub is None else _at_stage(sub, stage)
-        return _at_stage(spec, stage)
+        sub = self._sub(section, key, connectivity, dynamic)
+        return None if sub is None else _at_stage(sub, stage)
 
     def _draw(self, pick) -> dict:
         net: dict[str, Any] = {}

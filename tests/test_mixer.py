@@ -129,6 +129,11 @@ def test_deformable_sampling_with_zero_offsets_is_a_softmax_weighted_neighbourho
         torch.testing.assert_close(mixer.mix(x), expected.permute(0, 2, 3, 1))
 
 
+def test_deformable_offsets_start_at_zero_inside_a_built_network():
+    offsets = [m.offset for m in build_model("u_internimage_micro").modules() if hasattr(m, "offset")]
+    assert offsets and all(o.weight.abs().sum() == 0 and o.bias.abs().sum() == 0 for o in offsets)
+
+
 def test_homogeneous_dynamic_conv_gives_each_sample_its_own_kernel():
     spec = MixerSpec(connectivity="sliding", dynamic="homogeneous", kernel=3, heads=4)
     mixer = TokenMixer(spec, 8, (5, 5)).double().eval()

@@ -83,3 +83,18 @@ def test_presets_in_the_space_are_enqueued_as_samples_and_others_still_run(study
     config = s.suggest("t1")
     assert config["spec_id"] == preset("swin_t").id
     assert study.trials[0].user_attrs[R.PRESET] == "swin_t"
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "gp"])
+def test_every_sampler_steers_the_search_through_the_named_dimensions(sampler):
+    from nas.study import make_sampler
+
+    study = optuna.create_study(directions=list(R.DIRECTIONS), sampler=make_sampler(sampler, 0, 12))
+    s = searcher_for(study)
+    for i in range(12):
+        config = s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", full_result(top1=50.0 + i))
+        assert config["spec_id"]
+    trained = [t for t in study.trials if R.DUPLICATE_OF not in t.user_attrs]
+    assert len({t.user_attrs[R.SPEC_ID] for t in trained}) == len(trained) == 12
+    assert any(name.startswith("s1.mixer.") for name in trained[-1].params)

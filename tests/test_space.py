@@ -89,6 +89,8 @@ def test_cheapest_point_is_cheaper_than_every_sample():
         (lambda d: d["mixer"].update(kernel=[4]), "mixer.kernel: 4 cannot serve connectivity 'sliding'"),
         (lambda d: d["mixer"].update(head_dim=[24]), "mixer.head_dim: 24 does not divide stage 1's width 16"),
         (lambda d: d.update(same_for_all_stages=["mixer.kernel"]), "'mixer.kernel' cannot be shared"),
+        (lambda d: d["mixer"].update(head_dim={"by_dynamic": {"static": [1]}}), "mixer.head_dim: no values for a window/attention mixer"),
+        (lambda d: d["mixer"].update(kernel={"by_connectivity": {"window": [4]}}), "mixer.kernel: no values for connectivity 'sliding'"),
     ],
 )
 def test_bad_space_files_name_the_file_the_key_and_the_allowed_values(tmp_path, edit, message):
