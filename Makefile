@@ -6,12 +6,12 @@ BUDGET ?= 4.5G
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: search test install data benchmark clean
+.PHONY: search test install data test-deps benchmark clean
 
 search: install data
 	$(BIN)/nas search --budget $(BUDGET)
 
-test: install
+test: install test-deps
 	$(BIN)/python -m pytest
 
 install: $(VENV)/.installed
@@ -19,17 +19,29 @@ install: $(VENV)/.installed
 # torch==2.14.1 and torchvision==0.29.1 are pinned in pyproject.toml; pip takes them from local files.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e '.[test]'
 	touch $@
+
+# $(call apt-install,PACKAGES): install the missing Debian packages (sudo when not root); fails if it cannot.
+define apt-install
+missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+[ -z "$$missing" ] || { echo "installing $$missing"; export DEBIAN_FRONTEND=noninteractive; \
+  $(SUDO) apt-get install -y -q $$missing >/dev/null 2>&1 \
+  || { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q $$missing >/dev/null 2>&1; }; }
+endef
 
 # The embedded default data set: Fashion-MNIST from Debian's dataset-fashion-mnist package.
 data:
-	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || { \
-	  echo "installing Debian's dataset-fashion-mnist (the default data set)"; \
-	  $(SUDO) apt-get install -y dataset-fashion-mnist || { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; } || { \
-	    echo "could not install dataset-fashion-mnist: run 'sudo apt-get install dataset-fashion-mnist'," \
-	         "or pass --data PATH to nas search"; exit 1; }; }
+	@$(call apt-install,dataset-fashion-mnist) || { echo "could not install dataset-fashion-mnist: run" \
+	  "'sudo apt-get install dataset-fashion-mnist', or pass --data PATH to nas search"; exit 1; }
+
+# What some tests use besides Python: the default data, a headless Chromium (the dashboard and the
+# report's PNG), a PostgreSQL server (two searches on one study). Best effort: a test whose package
+# is missing is skipped with its reason printed.
+test-deps:
+	@$(call apt-install,dataset-fashion-mnist chromium postgresql) \
+	  || echo "could not install all test packages: the tests that need them will be skipped"
 
 benchmark: install
 	$(BIN)/python benchmarks/design_space.py
