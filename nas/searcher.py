@@ -66,11 +66,15 @@ class StudySearcher(Searcher):
         self._live: dict[str, optuna.Trial] = {}
         self._last: dict[str, dict] = {}
         self._presets = preset_by_id()
-        self._baselines = [s for s in baselines if not self._scored(s.id)]
         self._lock = threading.Lock()
-        for spec in self._baselines:  # the papers' networks first; inside the space they are real samples
-            if space.contains(spec):
-                study.enqueue_trial(space.params_of(spec), user_attrs={R.PRESET: self._presets.get(spec.id)})
+        for spec in baselines:  # the papers' networks first, through Optuna's queue
+            if self._scored(spec.id):
+                continue
+            name = self._presets.get(spec.id)
+            if space.contains(spec):  # a real sample of the space: the sampler sees its parameters
+                study.enqueue_trial(space.params_of(spec), user_attrs={R.PRESET: name})
+            else:  # no parameters to give: the trial carries its spec
+                study.enqueue_trial({}, user_attrs={R.PRESET: name, R.SPEC: json.dumps(spec.to_dict(), sort_keys=True)})
 
     def __getstate__(self) -> dict:
         # Tune pickles its searcher for Tuner.restore; a search resumes through the study instead, so the
@@ -146,10 +150,10 @@ class StudySearcher(Searcher):
         """Ask the study for a point; record it; tell it at once when it is over budget or already scored."""
         trial = self.study.ask()
         self.beat(trial)
-        if R.SPEC in trial.user_attrs:  # a re-queued trial of an interrupted search keeps its point
+        if R.SPEC in trial.user_attrs:  # a preset outside the space, or a re-queued interrupted trial
             spec = R.spec_of(trial)
         else:
-            spec = self._baseline_outside_space() or self.space.suggest(trial)
+            spec = self.space.suggest(trial)
         params, macs = count(spec)
         preset = self._presets.get(spec.id)
         trial.set_user_attr(R.SEARCH_PROCESS, _PROCESS)
@@ -171,16 +175,6 @@ class StudySearcher(Searcher):
             self._answer_from(trial, earlier)
             return trial, None
         return trial, spec
-
-    def _baseline_outside_space(self) -> ArchSpec | None:
-        """A preset outside the space still runs as a baseline, as a trial without sampled parameters."""
-        while self._baselines:
-            spec = self._baselines[0]
-            if self.space.contains(spec):
-                self._baselines.pop(0)  # enqueued: the sampler hands it out itself
-                continue
-            return self._baselines.pop(0)
-        return None
 
     def _scored(self, spec_id: str, exclude: int | None = None) -> optuna.trial.FrozenTrial | None:
         """The trial of the study that trained this point, pruned it, or is training it now. Two searches

@@ -78,11 +78,17 @@ def test_a_failure_is_recorded_with_its_reason(study):
     assert trial.state == TrialState.FAIL and trial.user_attrs[R.FAIL_REASON].startswith("diverged")
 
 
-def test_presets_in_the_space_are_enqueued_as_samples_and_others_still_run(study):
-    s = searcher_for(study, budget="4.5G", baselines=[preset("swin_t")])
-    config = s.suggest("t1")
-    assert config["spec_id"] == preset("swin_t").id
-    assert study.trials[0].user_attrs[R.PRESET] == "swin_t"
+def test_baselines_come_first_in_order_inside_the_space_as_samples_and_outside_it_as_specs(study):
+    names = ["swin_t", "iddwnet_t", "dwnet_t", "u_pvt_micro", "localmlp_t"]
+    s = StudySearcher(study, load_space("unified"), parse_macs("4.5G"), 2, 10, [preset(n) for n in names])
+    for i, name in enumerate(names):
+        config = s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", full_result())
+        assert config["spec_id"] == preset(name).id
+        trial = study.trials[config["trial_number"]]
+        assert trial.user_attrs[R.PRESET] == name
+        assert bool(trial.params) == load_space("unified").contains(preset(name))  # samples carry parameters
+    assert preset("swin_t").id not in {c["spec_id"] for c in [s.suggest("after")]}
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "gp"])
