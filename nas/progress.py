@@ -5,7 +5,6 @@ A Ray Tune callback (Ray calls it in the driver); it also hands Ray's trial erro
 
 from __future__ import annotations
 
-import time
 
 from ray.tune import Callback
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -5,7 +5,6 @@ Everything timm has is taken from timm; what is here it lacks. Imports torch, ti
 
 from __future__ import annotations
 
-import torch
 from timm.layers import get_act_layer
 from torch import Tensor, nn
 

@@ -20,7 +20,6 @@ def results_study(tmp_path):
     from nas.study import open_search_study, open_storage
     from searchspace import load_space, parse_macs, preset
     from trials import ProxyRecipe
-    from trials import record as R
 
     url = f"sqlite:///{tmp_path}/nas_studies.db"
     space = load_space("tiny")

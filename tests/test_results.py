@@ -14,7 +14,6 @@ import nas  # noqa: F401  (registers timm's 'nas_unified')
 from nas.cli import main
 from nas.study import masked
 from searchspace import build_model, load_spec
-from trials import record as R
 
 
 def run(*args):
@@ -81,6 +80,18 @@ def test_export_refuses_unfinished_unknown_and_unwritable(results_study, tmp_pat
     assert "(studies: tiny-4.5G-fashion-mnist)" in nas_fails("export", "--storage", url, "--study", "other", "--best")
     assert "exactly one of --trial N and --best" in nas_fails("export", "--storage", url)
     assert "cannot write" in nas_fails("export", "--storage", url, "--best", "-o", str(tmp_path / "missing" / "m.yaml"))
+
+
+def test_the_timm_built_model_answers_what_timms_training_script_asks(tmp_path):
+    from timm.data import resolve_data_config
+    from timm.optim import create_optimizer_v2
+
+    model = timm.create_model("nas_unified", config="u_halonet_micro", num_classes=100, drop_path_rate=0.1)
+    assert resolve_data_config({}, model=model)["input_size"] == (3, 224, 224)
+    assert {n for n in model.no_weight_decay()} and all("rel_" in n for n in model.no_weight_decay())
+    create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05)  # reads no_weight_decay()
+    model.reset_classifier(5)
+    assert model.get_classifier().out_features == 5 and model(torch.randn(1, 3, 224, 224)).shape == (1, 5)
 
 
 def test_timm_entrypoint_refuses_pretrained_weights():

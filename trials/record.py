@@ -1,7 +1,7 @@
-"""What a trial stores in the study, under which names, and reading a study back as a table.
+"""What a trial stores in the study, and under which names.
 
 The study is the single source of truth: these user attributes are the record of every trial.
-Imports optuna, pandas and searchspace only.
+Imports optuna and searchspace only.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import optuna
-import pandas as pd
 
 from searchspace import ArchSpec
 
@@ -44,27 +43,7 @@ STUDY_SPACE_HASH = "space_sha256"
 STUDY_DATA = "data"
 STUDY_RECIPE = "proxy_recipe"
 
-COLUMNS = [
-    "number", "state", SPEC_ID, PRESET, MACS, PARAMS, PROXY_TOP1, PROXY_LOSS, EPOCHS,
-    TRAIN_SECONDS, IMAGES_PER_SECOND, DEVICE, FAIL_REASON, DUPLICATE_OF, "feasible",
-]
-
 
 def spec_of(trial: optuna.trial.FrozenTrial) -> ArchSpec | None:
     text = trial.user_attrs.get(SPEC)
     return ArchSpec.model_validate(json.loads(text)) if text else None
-
-
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial with the record's columns (state as a name, feasibility from the constraint)."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        attrs = t.user_attrs
-        row = {"number": t.number, "state": t.state.name}
-        for key in COLUMNS[2:-1]:
-            row[key] = attrs.get(key)
-        if t.state == optuna.trial.TrialState.FAIL and not row[FAIL_REASON]:
-            row[FAIL_REASON] = INTERRUPTED
-        row["feasible"] = all(v <= 0 for v in t.constraints.values()) if t.constraints else None
-        rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
