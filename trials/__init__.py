@@ -1,6 +1,6 @@
 """Scoring one architecture: data, the proxy recipe, training, and the trial record (DESIGN §5).
 
-Imports searchspace (and torch, timm, torchvision, optuna, pandas); never dashboards or nas, and never Ray.
+Imports searchspace (and torch, timm, torchvision, optuna); never dashboards or nas, and never Ray.
 """
 
 from .data import DEFAULT_DATA, ProxyData, data_name, load_proxy_data
