@@ -33,11 +33,11 @@ def main():
     if start is None:
         print(run.stdout[-3000:], run.stderr[-2000:])
         raise SystemExit(1)
-    for line in lines[start + 1 :]:
+    for line in lines[start + 1 : -1]:
         if line.startswith("=") or not line.strip():
             break
         print(line)
-    print(lines[-1])  # pytest's own verdict: passed / failed / skipped (with reasons above when skipped)
+    print(lines[-1])  # pytest's own verdict: passed / failed / skipped
     raise SystemExit(run.returncode)
 
 
