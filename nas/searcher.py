@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import optuna
@@ -43,6 +44,19 @@ class Tally:
     @property
     def running(self) -> int:
         return self.started - self.complete - self.pruned - self.failed
+
+
+@contextmanager
+def _unless_finished_elsewhere(searcher: "StudySearcher", trial_id: str, trial: optuna.Trial):
+    """Another search may have failed this trial as stale (its heartbeat missed the grace period on a
+    stalled machine) and re-queued its point: the study already has the last word, so the outcome
+    here is dropped instead of crashing the search."""
+    try:
+        yield
+    except optuna.exceptions.UpdateFinishedTrialError:
+        searcher._live.pop(trial_id, None)
+        searcher.tally.failed += 1
+        searcher.tally.events.append((trial.number, "failed", "failed meanwhile by another search (no heartbeat)"))
 
 
 class StudySearcher(Searcher):
@@ -108,6 +122,10 @@ class StudySearcher(Searcher):
             return
         if "failure" in result:
             return self.fail(trial_id, result["failure"])
+        with _unless_finished_elsewhere(self, trial_id, trial):
+            self._complete(trial_id, trial, result)
+
+    def _complete(self, trial_id: str, trial: optuna.Trial, result: dict) -> None:
         epochs = int(result.get("epoch") or 0)
         self._record_metrics(trial, result)
         with self._lock:
@@ -131,10 +149,11 @@ class StudySearcher(Searcher):
 
     def fail(self, trial_id: str, reason: str) -> None:
         """Record a trial as FAIL with its reason (the trainable's report, or Ray's error)."""
-        with self._lock:
-            trial = self._live.pop(trial_id, None)
-            if trial is None:
-                return
+        trial = self._live.get(trial_id)
+        if trial is None:
+            return
+        with _unless_finished_elsewhere(self, trial_id, trial), self._lock:
+            self._live.pop(trial_id, None)
             self._record_metrics(trial, self._last.get(trial_id, {}))
             trial.set_user_attr(R.FAIL_REASON, reason[:500])
             self.study.tell(trial, state=TrialState.FAIL)

@@ -1,8 +1,7 @@
-"""Helpers of the fault suite: run `nas` as users do, kill it, start a PostgreSQL server, and check
-that a study survived (no finished trial lost, no point trained twice, no corrupt rows).
-
-Used by tests/test_faults.py (each fault once, with assertions) and benchmarks/faults.py (each fault
-N times, with the figures printed).
+"""Helpers of the process-level tests and the fault suite: run `nas` as users do, wait for its ports,
+kill it, start a PostgreSQL server, and check that a study survived (no finished trial lost, no
+point trained twice, no corrupt rows). Used by tests/test_faults.py (and through it by
+benchmarks/faults.py), test_dashboard.py, test_search.py and test_bad_input.py.
 """
 
 from __future__ import annotations
@@ -43,6 +42,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 60) -> bool:
+    """True once something listens on 127.0.0.1:port; False if `process` exits or time runs out."""
+
+    def listening() -> bool:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    return wait_for(listening, timeout)
 
 
 # --- what a study holds -----------------------------------------------------------------------------------

@@ -5,13 +5,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from faultlib import free_port, wait_for_port
 from nas.cli import main
 from searchspace import preset
 from searchspace.space import SPACE_DIR
@@ -20,26 +20,23 @@ TINY = yaml.safe_load((SPACE_DIR / "tiny.yaml").read_text())
 SWIN = preset("swin_t").to_dict()
 
 
-def space_file(tmp, edit=None, text=None):
-    path = tmp / "space.yaml"
-    if text is not None:
+def yaml_file(base: dict, name: str):
+    """A writer of `base` edited (or of raw text) to tmp/name, for one kind of file."""
+
+    def write(tmp, edit=None, text=None):
+        path = tmp / name
+        if text is None:
+            data = yaml.safe_load(yaml.safe_dump(base))
+            edit(data)
+            text = yaml.safe_dump(data)
         path.write_text(text)
-    else:
-        data = yaml.safe_load(yaml.safe_dump(TINY))
-        edit(data)
-        path.write_text(yaml.safe_dump(data))
-    return str(path)
+        return str(path)
+
+    return write
 
 
-def spec_file(tmp, edit=None, text=None):
-    path = tmp / "spec.yaml"
-    if text is not None:
-        path.write_text(text)
-    else:
-        data = yaml.safe_load(yaml.safe_dump(SWIN))
-        edit(data)
-        path.write_text(yaml.safe_dump(data))
-    return str(path)
+space_file = yaml_file(TINY, "space.yaml")
+spec_file = yaml_file(SWIN, "spec.yaml")
 
 
 def stage0(key, value):
@@ -146,23 +143,13 @@ def outward_address() -> str | None:
 
 def test_the_dashboard_listens_on_loopback_only_unless_told(results_study, tmp_path):
     url, _ = results_study
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "nas"), "dashboard", "--storage", url, "--port", str(port), "--artifact-dir", str(tmp_path / "a")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the dashboard did not start")
+        assert wait_for_port(port, server), "the dashboard did not start"
         outside = outward_address()
         if outside is None:
             pytest.skip("this machine has no non-loopback address to try")

@@ -1,7 +1,6 @@
 """`nas dashboard` in a real headless browser: Debian's Chromium loads the page served for a study."""
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ import optuna
 import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna_dashboard import get_note
+
+from faultlib import free_port, wait_for_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = [
@@ -24,12 +25,6 @@ BROWSER_FLAGS = [
 ]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def dashboard(results_study, tmp_path):
     url, study = results_study
@@ -38,14 +33,7 @@ def dashboard(results_study, tmp_path):
         [str(Path(sys.executable).parent / "nas"), "dashboard", "--storage", url, "--port", str(port), "--artifact-dir", str(tmp_path / "artifacts")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None, server.stdout.read()
-            time.sleep(0.5)
+    assert wait_for_port(port, server), server.stdout.read()
     yield url, study, port, tmp_path
     server.terminate()
     server.wait(timeout=30)

@@ -8,9 +8,6 @@ import shutil
 import tempfile
 from pathlib import Path
 import random
-import sys
-
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))  # faultlib beside the tests
 import time
 
 import optuna
@@ -84,8 +81,10 @@ def test_kill_9_during_storage_writes_leaves_a_sound_study(tmp_path, fault_ledge
 
 
 def concurrent_searches(url, folder, trials=4):
-    first = start_nas(*search_args(trials), "--storage", url, "--max-concurrent", "1", cwd=folder)
-    second = start_nas(*search_args(trials), "--storage", url, "--max-concurrent", "1", cwd=folder)
+    # the production heartbeat (30 s, stale after 90 s): the 2 s of the kill tests could let one live
+    # search fail the other's trials as stale on a loaded machine
+    first = start_nas(*search_args(trials), "--storage", url, "--max-concurrent", "1", cwd=folder, heartbeat=30)
+    second = start_nas(*search_args(trials), "--storage", url, "--max-concurrent", "1", cwd=folder, heartbeat=30)
     outputs = [p.communicate(timeout=900)[0] for p in (first, second)]
     study = optuna.load_study(study_name=STUDY, storage=url)
     trained = [t for t in study.trials if t.user_attrs.get(R.EPOCHS) and R.DUPLICATE_OF not in t.user_attrs]
@@ -118,8 +117,8 @@ def postgres():
 @ROUNDS
 def test_two_searches_on_one_postgresql_study_both_contribute_and_never_train_a_point_twice(postgres, tmp_path, fault_ledger, round_):
     study_name = f"pg-{round_}-{time.time_ns()}"
-    first = start_nas(*search_args(4), "--storage", postgres, "--study-name", study_name, "--max-concurrent", "1", cwd=tmp_path)
-    second = start_nas(*search_args(4), "--storage", postgres, "--study-name", study_name, "--max-concurrent", "1", cwd=tmp_path)
+    first = start_nas(*search_args(4), "--storage", postgres, "--study-name", study_name, "--max-concurrent", "1", cwd=tmp_path, heartbeat=30)
+    second = start_nas(*search_args(4), "--storage", postgres, "--study-name", study_name, "--max-concurrent", "1", cwd=tmp_path, heartbeat=30)
     outputs = [p.communicate(timeout=900)[0] for p in (first, second)]
     study = optuna.load_study(study_name=study_name, storage=postgres)
     trained = [t for t in study.trials if t.user_attrs.get(R.EPOCHS) and R.DUPLICATE_OF not in t.user_attrs]

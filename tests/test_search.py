@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
+from faultlib import free_port
 from trials import record as R
 from trials.data import DEBIAN_FASHION_MNIST
 
@@ -110,12 +110,6 @@ def test_a_scheduler_that_stops_trials_early_leaves_them_pruned_and_off_the_fron
     assert all(t.user_attrs[R.EPOCHS] < 3 and "stopped early" in t.user_attrs[R.FAIL_REASON] for t in pruned)
     assert all(t.user_attrs[R.EPOCHS] == 3 for t in complete)
     assert {p["number"] for p in summary["front"]} <= {t.number for t in complete}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_search_joins_a_running_ray_cluster_by_address(tmp_path):

@@ -91,6 +91,15 @@ def test_baselines_come_first_in_order_inside_the_space_as_samples_and_outside_i
     assert preset("swin_t").id not in {c["spec_id"] for c in [s.suggest("after")]}
 
 
+def test_a_trial_another_search_failed_meanwhile_does_not_crash_this_one(study):
+    s = searcher_for(study)
+    s.suggest("t1")
+    study.tell(study.trials[0].number, state=TrialState.FAIL)  # what a second search's fail_stale_trials does
+    s.on_trial_complete("t1", full_result())
+    assert s.tally.failed == 1 and study.trials[0].state == TrialState.FAIL
+    assert s.suggest("t2")["spec_id"]  # and the search goes on
+
+
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "gp"])
 def test_every_sampler_steers_the_search_through_the_named_dimensions(sampler):
     from nas.study import make_sampler
