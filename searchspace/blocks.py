@@ -13,7 +13,8 @@ from timm.models.swin_transformer import PatchMerging
 from torch import Tensor, nn
 
 from . import cost as C
-from .layers import ConvBNAct, LastDimBatchNorm, act_layer, nchw, nhwc, norm_layer, out_size
+from .geometry import feature_sizes, out_size, stem_output, stem_strides  # noqa: F401 (feature_sizes: public here too)
+from .layers import ConvBNAct, LastDimBatchNorm, act_layer, nchw, nhwc, norm_layer
 from .mixer import TokenMixer, mixer_cost
 from .spec import ArchSpec, StageSpec
 
@@ -176,10 +177,6 @@ def block_cost(stage: StageSpec, dim: int, feature_size, shifted: bool, arch: Ar
 
 
 # --- stem, downsampling, head -------------------------------------------------------------------------------
-def _stem_strides(stem_stride: int) -> tuple[int, int]:
-    return {4: (2, 2), 2: (2, 1), 1: (1, 1)}[stem_stride]
-
-
 class Stem(nn.Module):
     """NCHW image -> channels-last features at 1/stem_stride. patch: one s x s conv + LN (Swin).
     overlap: 3x3 conv to C/2 + LN + GELU, [extra 3x3 convs], 3x3 conv to C + LN (the STM paper, MixFormer)."""
@@ -191,7 +188,7 @@ class Stem(nn.Module):
             self.norm = nn.LayerNorm(dim)
         else:
             half = max(1, dim // 2)
-            first, last = _stem_strides(stem_stride)
+            first, last = stem_strides(stem_stride)
             layers = [nn.Conv2d(in_chans, half, 3, first, 1), LayerNorm2d(half), nn.GELU()]
             for _ in range(arch.stem_extra_convs):
                 layers += [nn.Conv2d(half, half, 3, 1, 1), LayerNorm2d(half), nn.GELU()]
@@ -203,19 +200,12 @@ class Stem(nn.Module):
         return self.norm(nhwc(self.convs(x)))
 
 
-def stem_output(stem: str, size: tuple[int, int], stem_stride: int) -> tuple[int, int]:
-    if stem == "patch":
-        return tuple(s // stem_stride for s in size)
-    first, last = _stem_strides(stem_stride)
-    return tuple(out_size(out_size(s, 3, first), 3, last) for s in size)
-
-
 def stem_cost(arch: ArchSpec, in_chans: int, dim: int, size: tuple[int, int], stem_stride: int) -> C.Cost:
     h, w = stem_output(arch.stem, size, stem_stride)
     if arch.stem == "patch":
         return C.conv(in_chans, dim, stem_stride, h * w) + C.norm(dim)
     half = max(1, dim // 2)
-    first, _ = _stem_strides(stem_stride)
+    first, _ = stem_strides(stem_stride)
     mid = out_size(size[0], 3, first) * out_size(size[1], 3, first)
     total = C.conv(in_chans, half, 3, mid) + C.norm(half)
     total += (C.conv(half, half, 3, mid) + C.norm(half)) * arch.stem_extra_convs
@@ -232,15 +222,6 @@ def downsample_cost(kind: str, cin: int, cout: int, out_pixels: int) -> C.Cost:
     if kind == "patch_merge":
         return C.norm(4 * cin) + C.linear(4 * cin, cout, out_pixels, bias=False)
     return C.conv(cin, cout, 3, out_pixels, bias=False) + C.norm(cout)
-
-
-def feature_sizes(stem: str, num_stages: int, img_size=224, stem_stride: int = 4) -> list[tuple[int, int]]:
-    """The feature-map size of every stage for an input of `img_size` (an int or (H, W))."""
-    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    sizes = [stem_output(stem, size, stem_stride)]
-    for _ in range(num_stages - 1):
-        sizes.append(tuple(-(-s // 2) for s in sizes[-1]))  # both downsamplings give ceil(s / 2)
-    return sizes
 
 
 class Head(nn.Module):

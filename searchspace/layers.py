@@ -67,7 +67,3 @@ class ConvBNAct(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # NHWC -> NHWC
         return self.act(self.norm(nhwc(self.conv(nchw(x)))))
 
-
-def out_size(size: int, kernel: int, stride: int) -> int:
-    return (size + 2 * ((kernel - 1) // 2) - kernel) // stride + 1
-

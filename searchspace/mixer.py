@@ -20,30 +20,15 @@ from timm.models.swin_transformer import window_partition, window_reverse
 from torch import Tensor, nn
 
 from . import cost as C
+from .geometry import blocks, local_geometry, reduction_at
 from .kernels import neighbourhood_mask, sliding_aggregate, sliding_logits
 from .layers import LastDimBatchNorm, nchw, nhwc, projection, projection_cost
 from .spec import MixerSpec
 
 
-# --- geometry shared by the module and its cost -------------------------------------------------------
-def local_geometry(spec: MixerSpec, feature_size: tuple[int, int], shifted: bool) -> tuple[int, int]:
-    """(kernel, shift) actually used on a map: windows and halo blocks clamp to small maps, as Swin
-    does, and a window that covers the whole map is not shifted."""
-    h, w = feature_size
-    kernel = spec.kernel or 1
-    if spec.connectivity in ("window", "halo"):
-        kernel = min(kernel, h, w)
-    shift = kernel // 2 if (shifted and spec.shift and kernel < min(h, w)) else 0
-    return kernel, shift
-
-
-def reduction_at(spec: MixerSpec, feature_size: tuple[int, int]) -> int:
-    return min(spec.reduction or 1, *feature_size)
-
-
-def hadamard_width(dim: int) -> int:
-    """ELSA's query/key width: 2C/3 rounded up to a multiple of 4 (its generator conv has d/4 groups)."""
-    return 4 * math.ceil(2 * dim / 3 / 4)
+def hadamard_width(dim: int, group_width: int) -> int:
+    """ELSA's query/key width: 2C/3 rounded up to a multiple of the generator's group width."""
+    return group_width * math.ceil(2 * dim / 3 / group_width)
 
 
 _SAMPLED_ELEMENTS = 1 << 24  # deformable sampling: values (64 MB in fp32) held at once
@@ -54,18 +39,21 @@ def _odd(kernel: int) -> int:
     return kernel | 1
 
 
-def _blocks(size: int, kernel: int) -> int:
-    return -(-size // kernel)
-
-
-def _normalise(weights: Tensor, kind: str, dim: int) -> Tensor:
+def _normalise(weights: Tensor, kind: str, dim: int, outside: Tensor | None = None) -> Tensor:
+    """Normalise each filter along `dim` over its members only: `outside` (True = not a member, e.g. the
+    other region of a shifted window) is left out of the softmax / mean / norm and zeroed."""
     if kind == "softmax":
-        return weights.softmax(dim)
+        return (weights if outside is None else weights.masked_fill(outside, float("-inf"))).softmax(dim)
     if kind == "filter_norm":
         # DDF's filter normalisation: zero mean, unit norm over the K*K taps of each filter.
-        centred = weights - weights.mean(dim, keepdim=True)
+        if outside is None:
+            centred = weights - weights.mean(dim, keepdim=True)
+        else:
+            inside = (~outside).to(weights.dtype)
+            mean = (weights * inside).sum(dim, keepdim=True) / inside.sum(dim, keepdim=True)
+            centred = (weights - mean) * inside
         return centred / (centred.norm(dim=dim, keepdim=True) + 1e-5)
-    return weights
+    return weights if outside is None else weights.masked_fill(outside, 0.0)
 
 
 def _shift_mask(height: int, width: int, kernel: int, shift: int, device) -> Tensor:
@@ -130,7 +118,7 @@ class TokenMixer(nn.Module):
             else:
                 self.qkv = nn.Linear(dim, 3 * dim)
         elif dynamic == "hadamard":
-            self.qk_dim = hadamard_width(dim)
+            self.qk_dim = hadamard_width(dim, spec.group_width)
             self.qkv = nn.Linear(dim, 2 * self.qk_dim + dim)
         else:
             self.value = projection(spec.projection, dim, dim, act=True) if value_proj else nn.Identity()
@@ -162,7 +150,7 @@ class TokenMixer(nn.Module):
         elif dynamic == "hadamard":  # ELSA: filters from q (.) k through a grouped conv and a 1x1 conv
             d, gk = self.qk_dim, _odd(self.kernel)
             self.generator = nn.Sequential(
-                nn.Conv2d(d, d, gk, padding=gk // 2, groups=d // 4),
+                nn.Conv2d(d, d, gk, padding=gk // 2, groups=d // spec.group_width),
                 nn.GELU(),
                 nn.Conv2d(d, g * k2, 1),
             )
@@ -198,13 +186,21 @@ class TokenMixer(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """DCNv3 starts from the regular grid: zero offsets (the network calls this after its own init)."""
-        if hasattr(self, "offset"):
-            nn.init.zeros_(self.offset.weight)
-            nn.init.zeros_(self.offset.bias)
+        """Where the seeds' code starts differently from the network's truncated-normal linears (the network
+        calls this after its own init): D-DW-Conv's and I-D-DW-Conv's generators are 1x1 convolutions with
+        PyTorch's default init (kaiming-uniform weights and biases, about 6x the scale of std 0.02), and
+        DCNv3 starts from the regular grid with equal weights on its points (zero offsets and logits)."""
+        if self.spec.dynamic in ("homogeneous", "inhomogeneous") and hasattr(self, "generator"):
+            for layer in self.generator:
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+        for layer in (getattr(self, "offset", None), getattr(self, "point_weight", None)):
+            if layer is not None:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def _window_count(self, feature_size) -> int:
-        return _blocks(feature_size[0], self.kernel) * _blocks(feature_size[1], self.kernel)
+        return blocks(feature_size[0], self.kernel) * blocks(feature_size[1], self.kernel)
 
     # --- the public steps ----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -308,13 +304,12 @@ class TokenMixer(nn.Module):
             out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias).view(b, n_windows, g, n, hd)
         else:
             v = windows[..., :c].reshape(b, n_windows, n, g, hd).transpose(2, 3)
+            outside = None if shift_mask is None else shift_mask.unsqueeze(1)  # pairs across regions (nW, 1, N, N)
             if dynamic == "static":
                 weights = self._static_window_weights(hp // k, wp // k)  # (nW | 1, G, N, N)
             else:  # each pixel's filter over the N members of its window
-                weights = _normalise(windows[..., c:].reshape(b, n_windows, n, g, n).transpose(2, 3), self.weight_norm, -1)
-            if shift_mask is not None:
-                weights = weights.masked_fill(shift_mask.unsqueeze(1), 0.0)
-            out = weights @ v
+                weights = windows[..., c:].reshape(b, n_windows, n, g, n).transpose(2, 3)
+            out = _normalise(weights, self.weight_norm, -1, outside) @ v
         out = window_reverse(out.transpose(2, 3).reshape(-1, k, k, c), (k, k), hp, wp)
         if s:
             out = torch.roll(out, (s, s), (1, 2))
@@ -338,7 +333,7 @@ class TokenMixer(nn.Module):
         if bank.shape[0] == 1 or bank.shape[0] == rows * cols:
             return bank
         # per-window weights built for another map: resample the window grid (nearest), like timm's pos-embed
-        built = (_blocks(self.feature_size[0], self.kernel), _blocks(self.feature_size[1], self.kernel))
+        built = (blocks(self.feature_size[0], self.kernel), blocks(self.feature_size[1], self.kernel))
         grid = bank.reshape(*built, -1).permute(2, 0, 1).unsqueeze(0)
         grid = F.interpolate(grid, size=(rows, cols), mode="nearest")
         return grid[0].permute(1, 2, 0).reshape(rows * cols, *bank.shape[1:])
@@ -468,18 +463,18 @@ def mixer_cost(
             total += C.linear(dim, dim, pixels) + C.conv(dim, dim, r, reduced) + C.norm(dim)
             total += C.linear(dim, 2 * dim, reduced)
         elif connectivity == "window":  # made per window, so padded pixels count too
-            total += C.linear(dim, 3 * dim, _blocks(h, kernel) * _blocks(w, kernel) * k2)
+            total += C.linear(dim, 3 * dim, blocks(h, kernel) * blocks(w, kernel) * k2)
         else:
             total += C.linear(dim, 3 * dim, pixels)
     elif dynamic == "hadamard":
-        total += C.linear(dim, 2 * hadamard_width(dim) + dim, pixels)
+        total += C.linear(dim, 2 * hadamard_width(dim, spec.group_width) + dim, pixels)
     elif value_proj:
         total += projection_cost(spec.projection, dim, dim, pixels)
 
     if dynamic == "static" and connectivity == "sliding":
         total += C.params(g * k2 + dim)
     elif dynamic == "static":
-        banks = 1 if spec.shared_positions else _blocks(h, kernel) * _blocks(w, kernel)
+        banks = 1 if spec.shared_positions else blocks(h, kernel) * blocks(w, kernel)
         total += C.params(banks * g * k2 * k2)
     elif dynamic == "homogeneous":
         hidden = max(1, dim // 4)
@@ -492,8 +487,8 @@ def mixer_cost(
         hidden = max(1, dim // 4)
         total += C.linear(dim, hidden, pixels, bias=False) + C.norm(hidden) + C.linear(hidden, g * k2, pixels)
     elif dynamic == "hadamard":
-        d = hadamard_width(dim)
-        total += C.conv(d, d, _odd(kernel), pixels, groups=d // 4) + C.conv(d, g * k2, 1, pixels)
+        d = hadamard_width(dim, spec.group_width)
+        total += C.conv(d, d, _odd(kernel), pixels, groups=d // spec.group_width) + C.conv(d, g * k2, 1, pixels)
         if spec.ghost_head:
             total += C.conv(dim, dim, kernel, pixels, groups=dim, bias=False)
 
@@ -502,19 +497,19 @@ def mixer_cost(
             total += C.params((2 * kernel - 1) ** 2 * g)
         elif connectivity == "halo":
             span = kernel + 2 * spec.halo
-            blocks = _blocks(h, kernel) * _blocks(w, kernel)
+            n_blocks = blocks(h, kernel) * blocks(w, kernel)
             # q @ table for the height and for the width table, on every padded query pixel
             total += C.params(2 * (2 * span - 1) * (dim // g))
-            total += C.macs(2 * blocks * k2 * dim * (2 * span - 1))
+            total += C.macs(2 * n_blocks * k2 * dim * (2 * span - 1))
         else:
             total += C.params(g * k2)
 
     # The aggregation itself: q.k and attn.v, or one multiply-add per weight and channel.
     if connectivity == "window":
-        windows = _blocks(h, kernel) * _blocks(w, kernel)
+        windows = blocks(h, kernel) * blocks(w, kernel)
         total += C.macs(windows * k2 * k2 * dim * (2 if dynamic == "attention" else 1))
     elif connectivity == "halo":
-        windows = _blocks(h, kernel) * _blocks(w, kernel)
+        windows = blocks(h, kernel) * blocks(w, kernel)
         total += C.macs(2 * windows * k2 * (kernel + 2 * spec.halo) ** 2 * dim)
     elif connectivity == "global":
         r = reduction_at(spec, feature_size)

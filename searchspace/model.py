@@ -25,6 +25,7 @@ from .blocks import (
     head_cost,
     stem_cost,
 )
+from .geometry import is_shifted
 from .layers import norm_layer
 from .spec import ArchSpec
 
@@ -50,10 +51,6 @@ def stage_sizes(spec: ArchSpec, img_size=224, stem_stride: int = 4) -> list[tupl
     return feature_sizes(spec.stem, len(spec.stages), img_size, stem_stride)
 
 
-def _is_shifted(index: int) -> bool:
-    return index % 2 == 1  # Swin shifts every second block of a stage
-
-
 class Stage(nn.Module):
     def __init__(self, spec: ArchSpec, index: int, feature_size, drop_paths: list[float]):
         super().__init__()
@@ -63,7 +60,7 @@ class Stage(nn.Module):
         if stage.pos_embed:  # PVT: an absolute embedding per stage, resampled for other input sizes
             self.pos_embed = nn.Parameter(trunc_normal_(torch.zeros(1, *feature_size, dim), std=0.02))
         self.blocks = nn.Sequential(
-            *[Block(stage, dim, feature_size, _is_shifted(i), spec, drop_paths[i]) for i in range(stage.depth)]
+            *[Block(stage, dim, feature_size, is_shifted(i), spec, drop_paths[i]) for i in range(stage.depth)]
         )
         self.norm = norm_layer("layernorm", dim) if spec.stage_norm else nn.Identity()
 
@@ -166,7 +163,7 @@ def cost_by_part(spec, img_size=224, num_classes=1000, in_chans=3, stem_stride=4
         if stage.pos_embed:
             total += C.params(pixels * stage.dim)
         for b in range(stage.depth):
-            total += block_cost(stage, stage.dim, size, _is_shifted(b), spec)
+            total += block_cost(stage, stage.dim, size, is_shifted(b), spec)
         if spec.stage_norm:
             total += C.norm(stage.dim)
         parts.append((f"stage {i + 1}", total))

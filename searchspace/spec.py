@@ -5,7 +5,6 @@ Pure data and the rules that make a point valid; imports no torch and nothing ab
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import typing
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 from .errors import NasError
+from .geometry import canonical, digest
 
 Connectivity = Literal["window", "halo", "sliding", "global", "deformable"]
 Dynamic = Literal["static", "homogeneous", "inhomogeneous", "attention", "hadamard"]
@@ -81,6 +81,8 @@ MIXER_CONDITIONS: dict[str, Condition] = {
     "ghost_head": Condition(
         lambda c, d: c == "sliding" and d == "hadamard", "Hadamard attention over a sliding neighbourhood", False
     ),
+    # ELSA's generator conv has d / group_width groups (the authors' default 8; their ELSA-Swin-T passes 4)
+    "group_width": Condition(lambda c, d: d == "hadamard", "Hadamard attention (dynamic 'hadamard')", 4),
     "projection": Condition(
         lambda c, d: d in ("static", "homogeneous", "inhomogeneous"),
         "convolution-like weights (static, homogeneous, inhomogeneous)",
@@ -111,6 +113,7 @@ class MixerSpec(_Model):
     rel_pos: bool | None = None
     weight_norm: WeightNorm | None = None
     ghost_head: bool | None = None
+    group_width: int | None = Field(None, ge=1, le=64, description="channels per group of ELSA's filter generator")
     projection: Projection | None = None
 
     @model_validator(mode="after")
@@ -240,10 +243,14 @@ class ArchSpec(_Model):
 
     @property
     def id(self) -> str:
-        """A stable short id of the architecture (name and notes are not part of it)."""
-        body = {k: v for k, v in self.to_dict().items() if k not in ("name", "notes")}
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-        return hashlib.blake2b(canonical.encode(), digest_size=5).hexdigest()
+        """A stable short id of the network built at 224 (name and notes are not part of it): specs that
+        differ only in settings that change nothing there (a shift of a window that covers its map ...)
+        share it (`geometry.canonical`)."""
+        return self.id_at(224, 4)
+
+    def id_at(self, img_size=224, stem_stride: int = 4) -> str:
+        """The id of the network built at another input size and stem stride (a proxy's geometry)."""
+        return digest(canonical(self.to_dict(), img_size, stem_stride))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, width=100)

@@ -157,3 +157,23 @@ def test_static_window_weights_act_per_window_when_not_shared_across_positions()
         out = mixer(x)
         window = v[0, 2:4, 0:2].reshape(4, 4)  # the bottom-left window is the third
         torch.testing.assert_close(out[0, 2:4, 0:2].reshape(4, 4), mixer.static_weight[2, 0] @ window)
+
+
+class _Ones(torch.nn.Module):
+    """Values of 1 everywhere: the mixer's output is then the sum of each pixel's weights."""
+
+    def forward(self, x):
+        return torch.ones_like(x)
+
+
+@pytest.mark.parametrize("weight_norm, total", [("softmax", 1.0), ("filter_norm", 0.0)])
+def test_shifted_window_filters_are_normalised_over_their_own_region_only(weight_norm, total):
+    # A shifted window straddles the map's edge: its pixels come from different regions and must not mix.
+    # Each filter is normalised over the members it keeps (softmax sums to 1, filter-norm to zero mean).
+    spec = MixerSpec(connectivity="window", dynamic="inhomogeneous", kernel=4, heads=2, shift=True, weight_norm=weight_norm)
+    mixer = TokenMixer(spec, 8, (8, 8), shifted=True, out_dim=None).double().eval()
+    assert mixer.shift == 2
+    mixer.value = _Ones()
+    with torch.no_grad():
+        out = mixer.mix(torch.randn(2, 8, 8, 8, dtype=torch.double))
+    torch.testing.assert_close(out, torch.full_like(out, total))

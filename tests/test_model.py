@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from searchspace import TOLERANCE, build_model, count, load_space, measure, preset, preset_names, published
+from searchspace import TOLERANCE, ArchSpec, build_model, count, load_space, measure, preset, preset_names, published
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -91,3 +91,15 @@ def test_drop_path_and_num_classes_reach_the_network():
     model = build_model("swin_t", num_classes=7, drop_path=0.2)
     rates = [m.drop_prob for m in model.modules() if m.__class__.__name__ == "DropPath"]
     assert rates and max(rates) == pytest.approx(0.2) and model.head.fc.out_features == 7
+
+
+def test_elsas_generator_group_width_is_a_spec_field():
+    # ELSA-Swin-S uses the authors' default group width 8; ELSA-Swin-T's preset uses 4.
+    data = preset("elsa_swin_t").to_dict()
+    assert data["stages"][0]["mixer"]["group_width"] == 4
+    for stage in data["stages"][:3]:
+        stage["mixer"]["group_width"] = 8
+    wider_groups = ArchSpec.model_validate(data)
+    assert wider_groups.id != preset("elsa_swin_t").id
+    assert count(wider_groups).params > count(preset("elsa_swin_t")).params  # each filter sees 8 channels, not 4
+    assert measure(build_model(wider_groups)) == count(wider_groups)

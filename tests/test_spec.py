@@ -31,9 +31,35 @@ def test_sampled_points_round_trip_through_yaml_and_json(tmp_path):
 
 
 def test_ids_are_stable_across_releases():
-    # Studies store these ids; a change of the canonical form would orphan every stored trial.
-    assert preset("swin_t").id == "a09329f49f"
+    # Studies store these ids. Version 2 (canonical forms: settings that change nothing do not count) changed
+    # swin_t's, whose stage-4 shift does nothing; the searcher matches stored trials by their stored spec.
+    assert preset("swin_t").id == "c33964999f"
     assert preset("u_halonet_micro").id == "eaf62b6310"
+
+
+def with_mixer(spec, stage, **changes):
+    data = spec.to_dict()
+    data["stages"][stage]["mixer"].update(changes)
+    return ArchSpec.model_validate(data)
+
+
+def test_settings_that_change_nothing_keep_the_id_and_those_that_change_the_network_do_not():
+    swin = preset("swin_t")
+    assert with_mixer(swin, 3, shift=False).id == swin.id  # stage 4's 7x7 window covers its 7x7 map
+    assert with_mixer(swin, 3, kernel=9).id == swin.id  # a window larger than the map is the map
+    assert with_mixer(swin, 2, shift=False).id != swin.id  # stage 3's map is 14x14: the shift matters
+    mlp = preset("localmlp_t")
+    assert with_mixer(mlp, 3, shared_positions=True).id == mlp.id  # one window: one bank of weights either way
+    assert with_mixer(mlp, 2, shared_positions=True).id != mlp.id
+    single = ArchSpec.model_validate({"stages": [dict(SWIN_STAGE, depth=1, mixer=dict(SWIN_STAGE["mixer"], shift=True))]})
+    assert single.id == ArchSpec.model_validate({"stages": [dict(SWIN_STAGE, depth=1)]}).id  # no second block to shift
+
+
+def test_the_id_at_a_proxy_geometry_merges_what_the_proxy_cannot_tell_apart():
+    swin = preset("swin_t")
+    unshifted = with_mixer(swin, 1, shift=False)  # stage 2: 28x28 at 224, 7x7 at 28 px with stem stride 2
+    assert unshifted.id != swin.id
+    assert unshifted.id_at(28, 2) == swin.id_at(28, 2)
 
 
 def test_id_ignores_name_and_notes_but_not_the_architecture():

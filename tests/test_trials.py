@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from searchspace import NasError, load_space, preset
-from trials import ProxyRecipe, TrialFailed, failure_reason, load_proxy_data, train_proxy
+from trials import ProxyData, ProxyRecipe, TrialFailed, failure_reason, load_proxy_data, train_proxy
 from trials.data import DEBIAN_FASHION_MNIST
 
 needs_fashion_mnist = pytest.mark.skipif(
@@ -130,3 +130,20 @@ def test_failure_reasons_are_one_line():
     assert failure_reason(TrialFailed("diverged: x")) == "diverged: x"
     assert failure_reason(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB\nmore")).startswith("out of memory: CUDA out of memory")
     assert failure_reason(ValueError("bad\nthing")) == "ValueError: bad"
+
+
+def synthetic_data(train: int, val: int, resolution: int = 28, classes: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    images = lambda n: torch.randint(0, 256, (n, 1, resolution, resolution), dtype=torch.uint8, generator=g)  # noqa: E731
+    labels = lambda n: torch.randint(0, classes, (n,), generator=g)  # noqa: E731
+    return ProxyData(images(train), labels(train), images(val), labels(val), classes, "synthetic")
+
+
+@pytest.mark.parametrize("name", ["ddwnet_t", "mixformer_b1"])
+def test_a_subset_that_leaves_one_image_over_still_trains(name):
+    # 65 images in batches of 64: a last batch of a single image would fail the BatchNorm over pooled
+    # features of the dynamic-weight generator (ddwnet_t) and MixFormer's channel interaction.
+    data = synthetic_data(65, 16)
+    recipe = ProxyRecipe(epochs=1, subset=65, val_size=16, batch_size=64)
+    (result,) = train_proxy(preset(name), data, recipe)
+    assert result.epoch == 1 and np.isfinite(result.train_loss)

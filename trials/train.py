@@ -95,7 +95,11 @@ def train_proxy(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: st
     except (RuntimeError, ValueError, MemoryError) as exc:
         raise TrialFailed(f"building the proxy network failed: {str(exc).splitlines()[0][:200]}") from exc
     amp = device == "cuda"
-    steps_per_epoch = math.ceil(len(data.train_labels) / recipe.batch_size)
+    # Whole batches only, reshuffled every epoch (timm's drop_last for training): a last batch of one image
+    # would fail BatchNorm over pooled (B, C) features, as in the seeds' own code.
+    batch_size = min(recipe.batch_size, len(data.train_labels))
+    steps_per_epoch = len(data.train_labels) // batch_size
+    seen = steps_per_epoch * batch_size
     optimizer = create_optimizer_v2(model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler, _ = create_scheduler_v2(
         optimizer,
@@ -123,7 +127,7 @@ def train_proxy(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: st
         permutation = torch.randperm(len(train_y), generator=order).to(device)
         flips = torch.rand(len(train_y), generator=order).to(device) < 0.5
         for step in range(steps_per_epoch):
-            index = permutation[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            index = permutation[step * batch_size : (step + 1) * batch_size]
             x = normalise(train_x[index])
             x = torch.where(flips[index, None, None, None], x.flip(-1), x)  # random horizontal flip
             with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
@@ -144,9 +148,9 @@ def train_proxy(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: st
             epoch=epoch,
             proxy_top1=top1,
             proxy_loss=val_loss,
-            train_loss=total_loss / len(train_y),
+            train_loss=total_loss / seen,
             train_seconds=seconds,
-            images_per_second=len(train_y) * epoch / seconds,
+            images_per_second=seen * epoch / seconds,
             device=device if device == "cpu" else torch.cuda.get_device_name(),
         )
 
