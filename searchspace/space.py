@@ -15,12 +15,13 @@ import math
 import random
 import types
 import typing
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Iterator
 
 from annotated_types import Ge
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from . import cost as C
 from .blocks import block_cost, feature_sizes
@@ -60,7 +61,8 @@ MIXER_DIMS = (
 _MIXER_FLAGS = ("kernel", "shift", "halo", "reduction", "shared_positions", "rel_pos", "ghost_head", "projection")
 _SECTIONS = {"network": NETWORK_DIMS, "stage": STAGE_DIMS, "mixer": MIXER_DIMS, "second_mixer": MIXER_DIMS}
 _TOP_KEYS = ("name", "description", "stages", *_SECTIONS, "same_for_all_stages")
-# Dimensions whose presence depends on nothing, so one value can be drawn for all stages.
+# Dimensions whose presence depends on nothing, so one value can be drawn for all stages (a keyed
+# head_dim: one value per key, drawn once a stage first uses that key).
 _SHAREABLE = {*(f"stage.{d}" for d in STAGE_DIMS if d != "interaction"), "mixer.connectivity", "mixer.head_dim"}
 
 
@@ -73,7 +75,8 @@ class Choice:
         return iter(self.values)
 
     def __contains__(self, value) -> bool:
-        return any(value == v and type(value) is not bool or value is v for v in self.values)
+        # Python has True == 1: a boolean matches only booleans, a number only numbers (1.0 matches 1)
+        return any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in self.values)
 
     def text(self) -> str:
         return ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in self.values)
@@ -196,6 +199,9 @@ class SearchSpace:
             if section not in ("mixer", "second_mixer"):
                 raise NasError(f"{where}: only mixer dimensions can depend on connectivity or dynamic")
             axis, table = next(iter(raw.items()))
+            if key == "connectivity" or (key == "dynamic" and axis != "by_connectivity"):
+                allowed = "a list of choices" + (" or by_connectivity" if key == "dynamic" else "")
+                raise NasError(f"{where}: cannot be keyed {axis}, it is itself a key (allowed: {allowed})")
             names = DYNAMICS_BY_CONNECTIVITY if axis == "by_connectivity" else WEIGHT_NORMS_BY_DYNAMIC
             if not isinstance(table, dict) or not table:
                 raise NasError(f"{where}.{axis}: expected a mapping from {axis[3:]} to values")
@@ -253,7 +259,8 @@ class SearchSpace:
                     f"{src}: same_for_all_stages: {key!r} cannot be shared (it is conditional or unknown); "
                     f"shareable: {', '.join(sorted(_SHAREABLE))}"
                 )
-            if isinstance(self.dims[section].get(dim), list):
+            spec = self.dims[section].get(dim)
+            if any(isinstance(sub, list) for sub in (spec[1].values() if isinstance(spec, tuple) else [spec])):
                 raise NasError(f"{src}: same_for_all_stages: {key!r} has per-stage domains; give one domain to share it")
         for dim in ("depth", "dim"):
             if dim not in self.dims["stage"]:
@@ -283,32 +290,39 @@ class SearchSpace:
 
     def _check_mixer(self, section, layouts):
         src = self.source
-        connectivities = self._domain_values(section, "connectivity")
-        dynamics = self._domain_values(section, "dynamic")
-        for c in connectivities:
-            if not set(DYNAMICS_BY_CONNECTIVITY[c]) & set(dynamics):
-                raise NasError(
-                    f"{src}: {section}: connectivity '{c}' admits dynamic {', '.join(DYNAMICS_BY_CONNECTIVITY[c])}, "
-                    f"but {section}.dynamic allows only {', '.join(dynamics)}"
-                )
-            for d in set(DYNAMICS_BY_CONNECTIVITY[c]) & set(dynamics):
-                if not self._keyed_values(section, "head_dim", c, d):
-                    raise NasError(f"{src}: {section}.head_dim: no values for a {c}/{d} mixer, which the space allows")
-                if MIXER_CONDITIONS["kernel"].applies(c, d) and not self._keyed_values(section, "kernel", c, d):
-                    raise NasError(f"{src}: {section}.kernel: no values for connectivity '{c}', which needs a kernel size")
-                norms = self._keyed_values(section, "weight_norm", c, d)
-                if norms is not None and not set(norms) & set(WEIGHT_NORMS_BY_DYNAMIC[d]):
+        pairs: dict[tuple[str, str], None] = {}  # every (connectivity, dynamic) some stage can draw
+        for i in range(self.num_stages):
+            for c in self._domain(section, "connectivity", i):
+                dynamics = self._domain(section, "dynamic", i, c)
+                if dynamics is None:
+                    raise NasError(f"{src}: {section}.dynamic: no values for connectivity '{c}', which the space allows")
+                admitted = [d for d in dynamics if d in DYNAMICS_BY_CONNECTIVITY[c]]
+                if not admitted:
+                    per_stage = any(isinstance(self._sub(section, k, c), list) for k in ("connectivity", "dynamic"))
+                    at = f" in stage {i + 1}" if per_stage else ""
                     raise NasError(
-                        f"{src}: {section}.weight_norm: none of {', '.join(norms)} applies to dynamic '{d}' "
-                        f"(it admits {', '.join(WEIGHT_NORMS_BY_DYNAMIC[d])})"
+                        f"{src}: {section}: connectivity '{c}' admits dynamic {', '.join(DYNAMICS_BY_CONNECTIVITY[c])}, "
+                        f"but {section}.dynamic allows only {', '.join(dynamics)}{at}"
                     )
-                if c in ("sliding", "deformable"):
-                    for k in self._keyed_values(section, "kernel", c, d) or []:
-                        if k % 2 == 0:
-                            raise NasError(
-                                f"{src}: {section}.kernel: {k} cannot serve connectivity '{c}' (a centred "
-                                "neighbourhood needs an odd K); key kernel by_connectivity"
-                            )
+                pairs.update(dict.fromkeys((c, d) for d in admitted))
+        for c, d in pairs:
+            if not self._keyed_values(section, "head_dim", c, d):
+                raise NasError(f"{src}: {section}.head_dim: no values for a {c}/{d} mixer, which the space allows")
+            if MIXER_CONDITIONS["kernel"].applies(c, d) and not self._keyed_values(section, "kernel", c, d):
+                raise NasError(f"{src}: {section}.kernel: no values for connectivity '{c}', which needs a kernel size")
+            norms = self._keyed_values(section, "weight_norm", c, d)
+            if norms and not set(norms) & set(WEIGHT_NORMS_BY_DYNAMIC[d]):  # a key left out: the default
+                raise NasError(
+                    f"{src}: {section}.weight_norm: none of {', '.join(norms)} applies to dynamic '{d}' "
+                    f"(it admits {', '.join(WEIGHT_NORMS_BY_DYNAMIC[d])})"
+                )
+            if c in ("sliding", "deformable"):
+                for k in self._keyed_values(section, "kernel", c, d) or []:
+                    if k % 2 == 0:
+                        raise NasError(
+                            f"{src}: {section}.kernel: {k} cannot serve connectivity '{c}' (a centred "
+                            "neighbourhood needs an odd K); key kernel by_connectivity"
+                        )
         for i in range(self.num_stages):
             parallel = "parallel" in self._domain_values("stage", "layout", default="single", stage=i)
             split = 2 if section == "mixer" and parallel else 1
@@ -376,7 +390,7 @@ class SearchSpace:
         name = lambda key: self._name(i, section, key)  # noqa: E731
         path = lambda key: ("stages", i, section, key)  # noqa: E731
         c = pick(name("connectivity"), self._domain(section, "connectivity", i), path("connectivity"))
-        allowed = Choice(tuple(d for d in self._domain(section, "dynamic", i) if d in DYNAMICS_BY_CONNECTIVITY[c]))
+        allowed = Choice(tuple(d for d in self._domain(section, "dynamic", i, c) if d in DYNAMICS_BY_CONNECTIVITY[c]))
         d = pick(f"{name('dynamic')}@{c}", allowed, path("dynamic"))
         mixer: dict[str, Any] = {"connectivity": c, "dynamic": d}
         keyed = lambda key: f"@{c}" if self._axis(section, key) == "connectivity" else f"@{d}" if self._axis(section, key) == "dynamic" else ""  # noqa: E731
@@ -394,8 +408,9 @@ class SearchSpace:
         domain = self._domain(section, "weight_norm", i, c, d)
         if domain is not None:
             norms = Choice(tuple(n for n in domain if n in WEIGHT_NORMS_BY_DYNAMIC[d]))
-            if norms.values:
-                mixer["weight_norm"] = pick(f"{name('weight_norm')}@{d}", norms, path("weight_norm"))
+            if norms.values:  # the dynamic filters the choices, so the name carries it (and any key)
+                by = f"{c}/{d}" if self._axis(section, "weight_norm") == "connectivity" else d
+                mixer["weight_norm"] = pick(f"{name('weight_norm')}@{by}", norms, path("weight_norm"))
         return mixer
 
     def _axis(self, section, key) -> str | None:
@@ -480,12 +495,16 @@ class SearchSpace:
         for c in self._domain(section, "connectivity", stage):
             if fixed.get(f"{section}.connectivity", c) != c:
                 continue
-            for d in self._domain(section, "dynamic", stage):
+            for d in self._domain(section, "dynamic", stage, c):
                 if d not in DYNAMICS_BY_CONNECTIVITY[c]:
                     continue
                 head_dims = list(self._domain(section, "head_dim", stage, c, d))
-                if f"{section}.head_dim" in fixed:
-                    head_dims = [fixed[f"{section}.head_dim"]]
+                shared = fixed.get(f"{section}.head_dim")
+                if isinstance(shared, dict):  # keyed: {key: value} for the keys being counted
+                    key = c if self._axis(section, "head_dim") == "connectivity" else d
+                    head_dims = [shared[key]] if key in shared else []
+                elif shared is not None:
+                    head_dims = [shared]
                 axes: list[tuple[str, list]] = [("head_dim", head_dims)]
                 for key in _MIXER_FLAGS:
                     domain = self._domain(section, key, stage, c, d)
@@ -533,13 +552,29 @@ class SearchSpace:
             stems = list(self.dims["network"].get("stem") or ["patch"])
             extra = _domain_size(self.dims["network"]["stem_extra_convs"])
             net = net // len(stems) * sum(extra if s == "overlap" else 1 for s in stems)
-        keys = sorted(self.shared)
+        keys = sorted(k for k in self.shared if self._axis(*k.split(".")) is None)
         domains = [list(self.dims[k.partition(".")[0]][k.partition(".")[2]]) for k in keys]
         total = 0
         for values in itertools.product(*domains):
-            fixed = dict(zip(keys, values))
-            total += math.prod(self._stage_count(i, fixed) for i in range(self.num_stages))
+            total += self._stages_count(dict(zip(keys, values)))
         return net * total
+
+    def _stages_count(self, fixed: dict) -> int:
+        """The points of all stages, given the values of the shared dimensions in `fixed`."""
+        if "mixer.head_dim" not in self.shared or self._axis("mixer", "head_dim") is None:
+            return math.prod(self._stage_count(i, fixed) for i in range(self.num_stages))
+        # A shared keyed head_dim holds one value per key, drawn once a stage first uses the key; two
+        # points differ only in the values of the keys used, so count the stages by the set of keys used.
+        _, table = self.dims["mixer"]["head_dim"]
+        by_used = Counter({frozenset(): 1})
+        for i in range(self.num_stages):
+            per_key = {k: self._stage_count(i, {**fixed, "mixer.head_dim": {k: next(iter(d))}}) for k, d in table.items()}
+            after = Counter()
+            for used, n in by_used.items():
+                for k, m in per_key.items():
+                    after[used | {k}] += n * m
+            by_used = after
+        return sum(n * math.prod(_domain_size(table[k]) for k in used) for used, n in by_used.items())
 
     def cheapest(self, img_size=224) -> tuple[ArchSpec, C.Cost]:
         """The point with the fewest MACs: every network choice tried; per stage the least depth and
@@ -632,14 +667,17 @@ def _first_difference(a, b, path="") -> str | None:
 def _value_validator(section: str, key: str):
     """Validates one value of a dimension against the spec field it fills (type, allowed literals, bounds)."""
     model = {"network": ArchSpec, "stage": StageSpec, "mixer": MixerSpec, "second_mixer": MixerSpec}[section]
+    # strict: a space's 1 is no true, nor its true a 1 (a point's values must match its space's: Choice)
+    strict = ConfigDict(strict=True)
     if key == "head_dim":
-        return TypeAdapter(Annotated[int, Ge(1)]).validate_python
+        return TypeAdapter(Annotated[int, Ge(1)], config=strict).validate_python
     field = model.model_fields[key]
     annotation = field.annotation
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if key != "layer_scale" and typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = args[0]  # an optional field takes a real value in a space (layer_scale: null = none)
-    return TypeAdapter(Annotated[(annotation, *field.metadata)] if field.metadata else annotation).validate_python
+    typ = Annotated[(annotation, *field.metadata)] if field.metadata else annotation
+    return TypeAdapter(typ, config=strict).validate_python
 
 
 def load_space(path: str | Path | None = None) -> SearchSpace:

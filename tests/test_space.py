@@ -7,9 +7,42 @@ import pytest
 import yaml
 
 from searchspace import NasError, count, load_space, parse_macs, preset
-from searchspace.space import SPACE_DIR
+from searchspace.space import SPACE_DIR, Choice
+from searchspace.spec import MixerSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# Two stages of one block, window or sliding, static or attention: 4 mixers a stage, 16 points.
+SMALL = {
+    "stages": 2,
+    "stage": {"depth": [1], "dim": [16]},
+    "mixer": {
+        "connectivity": ["window", "sliding"],
+        "dynamic": ["static", "attention"],
+        "kernel": {"by_connectivity": {"window": [4], "sliding": [3]}},
+        "head_dim": {"by_dynamic": {"static": [1], "attention": [8]}},
+    },
+}
+
+
+def small_space(tmp_path, same_for_all_stages=(), **mixer):
+    data = {**SMALL, "mixer": {**SMALL["mixer"], **mixer}, "same_for_all_stages": list(same_for_all_stages)}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_space(path)
+
+
+def enumerate_by_optuna(space) -> tuple[list[str], list[dict]]:
+    """Every point, once, as Optuna's brute-force sampler walks the named dimensions (ids, params)."""
+    study = optuna.create_study(sampler=optuna.samplers.BruteForceSampler(seed=0))
+    ids = []
+
+    def objective(trial):
+        ids.append(space.suggest(trial).id)
+        return 0.0
+
+    study.optimize(objective, n_trials=1000)  # the sampler stops the study once every point is drawn
+    return ids, [t.params for t in study.trials]
 
 
 def test_tiny_space_cardinality_equals_an_exhaustive_enumeration_by_optuna():
@@ -23,6 +56,77 @@ def test_tiny_space_cardinality_equals_an_exhaustive_enumeration_by_optuna():
 
     study.optimize(objective, n_trials=10 * space.cardinality())
     assert len(ids) == len(set(ids)) == space.cardinality() == 128
+
+
+def test_a_shared_keyed_head_dim_is_one_value_per_key_and_counted_exactly(tmp_path):
+    space = small_space(tmp_path, ["mixer.head_dim"], head_dim={"by_dynamic": {"static": [1, 2], "attention": [8, 16]}})
+    ids, params = enumerate_by_optuna(space)
+    # 4 stage pairs use only static (x2 head_dims), 4 only attention (x2), 8 both (x2 x2)
+    assert len(ids) == len(set(ids)) == space.cardinality() == 4 * 2 + 4 * 2 + 8 * 4
+    assert {"all.mixer.head_dim@static", "all.mixer.head_dim@attention"} <= set().union(*params)
+    assert ("mixer.head_dim (all stages)", "static: 1, 2; attention: 8, 16 (by dynamic)") in space.dimensions()
+
+
+def test_weight_norm_keyed_by_connectivity_is_named_by_connectivity_and_dynamic(tmp_path):
+    space = small_space(
+        tmp_path,
+        dynamic=["static", "inhomogeneous", "attention"],
+        head_dim={"by_dynamic": {"static": [1], "inhomogeneous": [8], "attention": [8]}},
+        weight_norm={"by_connectivity": {"window": ["none", "softmax"], "sliding": ["none", "filter_norm", "softmax"]}},
+    )
+    ids, params = enumerate_by_optuna(space)
+    # a stage: window 1 + 2 + 1 mixers, sliding 1 + 3 + 1
+    assert len(ids) == len(set(ids)) == space.cardinality() == 9 * 9
+    names = set().union(*params)
+    assert {"s1.mixer.weight_norm@window/inhomogeneous", "s1.mixer.weight_norm@sliding/inhomogeneous"} <= names
+
+
+def test_a_keyed_dimension_that_leaves_a_key_out_draws_the_default_there(tmp_path):
+    space = small_space(
+        tmp_path, projection={"by_connectivity": {"sliding": ["conv_bn"]}}, weight_norm={"by_dynamic": {"attention": ["softmax"]}}
+    )
+    rng = random.Random(0)
+    for spec in (space.sample(rng) for _ in range(20)):
+        assert space.contains(spec)
+        for stage in spec.stages:
+            m = stage.mixer
+            # projection applies to static weights only, here conv_bn for sliding and the default for window
+            expected = {("sliding", "static"): "conv_bn", ("window", "static"): "linear"}
+            assert m.projection == expected.get((m.connectivity, m.dynamic))
+            assert m.weight_norm == ("softmax" if m.dynamic == "attention" else "none")
+
+
+def test_dynamic_keyed_by_connectivity_samples_enumerates_counts_and_replays(tmp_path):
+    space = small_space(tmp_path, dynamic={"by_connectivity": {"window": ["attention"], "sliding": ["static", "attention"]}})
+    ids, params = enumerate_by_optuna(space)
+    assert len(ids) == len(set(ids)) == space.cardinality() == 3 * 3
+    assert all(p["s1.mixer.dynamic@" + p["s1.mixer.connectivity"]] for p in params)
+    rng = random.Random(0)
+    specs = [space.sample(rng) for _ in range(20)]
+    assert all(space.contains(s) for s in specs) and {s.id for s in specs} <= set(ids)
+    assert space.params_of(specs[0]) == next(p for i, p in zip(ids, params) if i == specs[0].id)
+    assert space.cheapest()[0].id in ids
+    assert ("mixer.dynamic", "window: attention; sliding: static, attention (by connectivity)") in space.dimensions()
+    window_static = specs[0].model_copy(deep=True)
+    for stage in window_static.stages:
+        stage.mixer = MixerSpec.model_validate({"connectivity": "window", "dynamic": "static", "heads": 16, "kernel": 4})
+    assert space.why_not(window_static) == "s1.mixer.dynamic@window: static is not among attention"
+
+
+def test_a_choice_of_booleans_holds_no_numbers_and_a_choice_of_numbers_no_booleans():
+    assert True in Choice((True,)) and 1.0 in Choice((1,)) and None in Choice((None, 2))
+    assert 1 not in Choice((True,)) and 0.0 not in Choice((False,)) and True not in Choice((1,)) and False not in Choice((0,))
+
+
+def test_a_boolean_dimension_replays_booleans_only(tmp_path):
+    path = tmp_path / "flags.yaml"
+    path.write_text(yaml.safe_dump({**SMALL, "stage": {**SMALL["stage"], "ffn_se": [True], "ffn_local": [1]}}))
+    space = load_space(path)
+    spec = space.sample(0)
+    assert space.contains(spec) and spec.stages[0].ffn_se is True and spec.stages[0].ffn_local == 1
+    off = spec.model_copy(deep=True)
+    off.stages[0].ffn_se = False
+    assert space.why_not(off) == "s1.ffn_se: False is not among true"
 
 
 def test_suggest_names_the_real_dimensions_and_draws_conditional_ones_only_where_they_apply():
@@ -91,6 +195,15 @@ def test_cheapest_point_is_cheaper_than_every_sample():
         (lambda d: d.update(same_for_all_stages=["mixer.kernel"]), "'mixer.kernel' cannot be shared"),
         (lambda d: d["mixer"].update(head_dim={"by_dynamic": {"static": [1]}}), "mixer.head_dim: no values for a window/attention mixer"),
         (lambda d: d["mixer"].update(kernel={"by_connectivity": {"window": [4]}}), "mixer.kernel: no values for connectivity 'sliding'"),
+        (lambda d: d["mixer"].update(connectivity={"by_dynamic": {"static": ["window"]}}), "mixer.connectivity: cannot be keyed by_dynamic, it is itself a key (allowed: a list of choices)"),
+        (lambda d: d["mixer"].update(dynamic={"by_dynamic": {"static": ["static"]}}), "mixer.dynamic: cannot be keyed by_dynamic, it is itself a key (allowed: a list of choices or by_connectivity)"),
+        (lambda d: d["mixer"].update(dynamic={"by_connectivity": {"window": ["static"]}}), "mixer.dynamic: no values for connectivity 'sliding', which the space allows"),
+        (lambda d: d["mixer"].update(dynamic={"by_connectivity": {"window": ["static"], "sliding": ["hadamard"]}}), "mixer.head_dim: no values for a sliding/hadamard mixer"),
+        (lambda d: d["mixer"].update(connectivity=["halo", "window"], dynamic=[["static"], ["attention"], ["attention"], ["attention"]]), "connectivity 'halo' admits dynamic attention, but mixer.dynamic allows only static in stage 1"),
+        (lambda d: d.update(same_for_all_stages=["mixer.head_dim"]) or d["mixer"].update(head_dim={"by_dynamic": {"static": [[1], [1], [1], [1]], "attention": [8]}}), "'mixer.head_dim' has per-stage domains"),
+        (lambda d: d["stage"].update(ffn_se=[1]), "stage.ffn_se: 1: Input should be a valid boolean"),
+        (lambda d: d["stage"].update(ffn_local=[True]), "stage.ffn_local: True: Input should be a valid integer"),
+        (lambda d: d["mixer"].update(shift=["yes"]), "mixer.shift: 'yes': Input should be a valid boolean"),
     ],
 )
 def test_bad_space_files_name_the_file_the_key_and_the_allowed_values(tmp_path, edit, message):
