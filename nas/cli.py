@@ -269,7 +269,10 @@ def storage_option(f):
 @click.option("--time-limit", callback=_duration, help="Stop after this long (90s, 10m, 2h); running trials end as pruned.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sampler, the data subset and the training.")
 @click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "nsga2", "random", "gp"]))
-@click.option("--scheduler", default="asha", show_default=True, type=click.Choice(["asha", "none"]), help="ASHA stops weak trials early.")
+@click.option(
+    "--scheduler", default="pareto", show_default=True, type=click.Choice(["pareto", "asha", "none"]),
+    help="Stop weak trials at half an epoch, then every doubling: pareto ranks them on both objectives (MO-ASHA), asha on proxy top-1 alone; none trains every trial fully.",
+)
 @click.option("--address", help="Join an existing Ray cluster (ray://host:10001 or host:6379).  [default: local Ray]")
 @click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1))
 @click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).  [default: 1 where the cluster has GPUs, else 0]")

@@ -45,7 +45,7 @@ class SearchOptions:
     time_limit: float | None = None
     seed: int = 0
     sampler: str = "tpe"
-    scheduler: str = "asha"
+    scheduler: str = "pareto"
     address: str | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: one GPU per trial where the cluster has GPUs
@@ -162,15 +162,16 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     """Run the search; returns a summary. Raises NasError for anything the user can fix."""
     configure_ray_environment(opts.address)
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from .progress import SearchProgress
+    from .scheduler import EVALUATIONS_PER_EPOCH, make_scheduler
     from .searcher import StudySearcher
     from .trainable import proxy_trial
 
     say = (lambda text: console.print(text, markup=False)) if console else print
     started = time.perf_counter()
     prep = prepare(opts, say)
+    scheduler = make_scheduler(opts.scheduler, opts.recipe.epochs)
     resources = start_ray(opts.address, say)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) else 0.0)
     from .export import attach_config
@@ -179,15 +180,11 @@ def run_search(opts: SearchOptions, console=None) -> dict:
         prep.study, prep.space, opts.budget, opts.recipe.epochs, opts.trials, prep.baselines,
         before_complete=lambda trial: attach_config(prep.study, trial, opts.storage, Path(opts.artifact_dir)),
     )
-    scheduler = (
-        ASHAScheduler(time_attr="epoch", metric="proxy_top1", mode="max", max_t=opts.recipe.epochs, grace_period=1, reduction_factor=2)
-        if opts.scheduler == "asha"
-        else FIFOScheduler()
-    )
     trainable = tune.with_resources(
         tune.with_parameters(
             proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.cpus_per_trial)),
             memory_limit=opts.max_memory_per_trial,
+            evaluations_per_epoch=1 if opts.scheduler == "none" else EVALUATIONS_PER_EPOCH,  # rungs are mid-epoch
         ),
         {"cpu": opts.cpus_per_trial, "gpu": gpus},
     )

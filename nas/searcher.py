@@ -141,11 +141,12 @@ class StudySearcher(Searcher):
                 self.tally.complete += 1
                 self.tally.events.append((trial.number, "complete", result["proxy_top1"], macs))
             else:
-                why = "stopped early (scheduler or time limit)" if epochs else "stopped before its first epoch"
-                trial.set_user_attr(R.FAIL_REASON, f"{why} (after {epochs} of {self.epochs} epochs)")
+                run = _epochs_run(result)
+                why = "stopped early (scheduler or time limit)" if run else "stopped before its first epoch"
+                trial.set_user_attr(R.FAIL_REASON, f"{why} (after {run} of {self.epochs} epochs)")
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.tally.pruned += 1
-                self.tally.events.append((trial.number, "pruned", epochs))
+                self.tally.events.append((trial.number, "pruned", run))
 
     def fail(self, trial_id: str, reason: str) -> None:
         """Record a trial as FAIL with its reason (the trainable's report, or Ray's error)."""
@@ -236,4 +237,9 @@ class StudySearcher(Searcher):
         for key in (R.PROXY_TOP1, R.PROXY_LOSS, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE):
             if result.get(key) is not None:
                 trial.set_user_attr(key, result[key])
-        trial.set_user_attr(R.EPOCHS, int(result.get("epoch") or 0))
+        trial.set_user_attr(R.EPOCHS, _epochs_run(result))
+
+
+def _epochs_run(result: dict) -> float:
+    """Epochs trained when the result was taken: `progress` (fractional mid-epoch), else whole `epoch`s."""
+    return result.get("progress", int(result.get("epoch") or 0))

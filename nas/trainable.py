@@ -1,4 +1,5 @@
-"""The Ray Tune trainable: one proxy training, reported epoch by epoch so schedulers can stop it.
+"""The Ray Tune trainable: one proxy training, reported at every evaluation (each epoch, or each part of
+one) with the full-size network's MACs, so schedulers can stop it on both objectives.
 
 A failure inside training (divergence, out-of-memory, any error) is reported as a result carrying its
 reason, so the study records why; only Ray's own errors (a killed worker) arrive as Tune errors.
@@ -7,25 +8,29 @@ reason, so the study records why; only Ray's own errors (a killed worker) arrive
 from __future__ import annotations
 
 
-def proxy_trial(config: dict, data, recipe: dict, threads: int = 1, memory_limit: int | None = None) -> None:
+def proxy_trial(
+    config: dict, data, recipe: dict, threads: int = 1, memory_limit: int | None = None, evaluations_per_epoch: int = 1
+) -> None:
     import ray
     import torch
     from ray import tune
 
-    from searchspace import ArchSpec
+    from searchspace import ArchSpec, count
     from trials import ProxyRecipe, failure_reason, memory_cap, train_proxy
 
     torch.set_num_threads(threads)  # the trial's share of the CPUs, not all of them
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    spec = ArchSpec.model_validate(config["spec"])
+    macs = count(spec).macs  # of the full-size network: the study's second objective, fixed per trial
     with memory_cap(memory_limit):
-        epochs = train_proxy(ArchSpec.model_validate(config["spec"]), data, ProxyRecipe(**recipe), device)
+        results = train_proxy(spec, data, ProxyRecipe(**recipe), device, evaluations_per_epoch)
         while True:
             try:
-                result = next(epochs)
+                result = next(results)
             except StopIteration:
                 return
             except Exception as exc:  # noqa: BLE001 - every training failure becomes the trial's recorded reason
-                epochs.close()  # frees the model and optimizer before Ray reports
+                results.close()  # frees the model and optimizer before Ray reports
                 tune.report({"failure": failure_reason(exc), "proxy_top1": float("nan")})
                 return
-            tune.report(result.metrics())
+            tune.report({**result.metrics(), "macs": macs})

@@ -44,6 +44,15 @@ def test_a_trial_the_scheduler_stopped_early_is_pruned_not_complete(study):
     assert study.best_trials == []  # a 1-epoch score never reaches the front
 
 
+def test_a_trial_stopped_half_way_through_an_epoch_records_the_half_epoch(study):
+    s = searcher_for(study, epochs=2)
+    s.suggest("t1")
+    s.on_trial_complete("t1", {**full_result(top1=40.0, epoch=0), "progress": 0.5})  # stopped at the first rung
+    (trial,) = study.trials
+    assert trial.state == TrialState.PRUNED and trial.user_attrs[R.EPOCHS] == 0.5
+    assert trial.user_attrs[R.FAIL_REASON] == "stopped early (scheduler or time limit) (after 0.5 of 2 epochs)"
+
+
 def test_points_over_budget_are_never_handed_to_ray_and_are_infeasible(study):
     s = searcher_for(study, budget="40M")
     configs = [s.suggest(f"t{i}") for i in range(5)]

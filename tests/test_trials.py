@@ -120,6 +120,18 @@ def test_proxy_training_is_deterministic_under_a_seed_and_reports_every_epoch():
 
 
 @needs_fashion_mnist
+def test_evaluating_every_half_epoch_reports_progress_and_changes_no_training_step():
+    data = load_proxy_data(None, 28, 256, 64, seed=0)
+    recipe = ProxyRecipe(epochs=2, subset=256, val_size=64, seed=3)
+    spec = load_space("tiny").sample(0)
+    per_epoch = list(train_proxy(spec, data, recipe))
+    per_half = list(train_proxy(spec, data, recipe, evaluations_per_epoch=2))
+    assert [(r.progress, r.epoch) for r in per_half] == [(0.5, 0), (1, 1), (1.5, 1), (2, 2)]
+    whole = [r for r in per_half if r.progress == r.epoch]
+    assert [(r.proxy_top1, r.proxy_loss, r.train_loss) for r in whole] == [(r.proxy_top1, r.proxy_loss, r.train_loss) for r in per_epoch]
+
+
+@needs_fashion_mnist
 def test_a_diverging_trial_fails_with_its_reason():
     data = load_proxy_data(None, 28, 128, 32, seed=0)
     with pytest.raises(TrialFailed, match="diverged: the (training|held-out) loss"):

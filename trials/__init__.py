@@ -4,13 +4,13 @@ Imports searchspace (and torch, timm, torchvision, optuna); never dashboards or 
 """
 
 from .data import DEFAULT_DATA, ProxyData, data_name, load_proxy_data
-from .train import EpochResult, ProxyRecipe, TrialFailed, failure_reason, memory_cap, pick_device, train_proxy
+from .train import ProxyRecipe, ProxyResult, TrialFailed, failure_reason, memory_cap, pick_device, train_proxy
 
 __all__ = [
     "DEFAULT_DATA",
-    "EpochResult",
     "ProxyData",
     "ProxyRecipe",
+    "ProxyResult",
     "TrialFailed",
     "data_name",
     "failure_reason",

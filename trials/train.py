@@ -2,8 +2,9 @@
 
 The sampled network at a lower resolution (stem stride adapted so the stage maps keep their
 proportions), a width multiplier, a few epochs on a data subset; AdamW, cosine schedule with warm-up
-and label smoothing from timm's factories; top-1 on the held-out split after every epoch. A NaN/inf
-loss, an out-of-memory or any error ends the trial with a reason. Imports torch, timm, searchspace.
+and label smoothing from timm's factories; top-1 on the held-out split after every epoch, or every part
+of one for schedulers that decide mid-epoch. A NaN/inf loss, an out-of-memory or any error ends the
+trial with a reason. Imports torch, timm, searchspace.
 """
 
 from __future__ import annotations
@@ -59,8 +60,12 @@ class TrialFailed(Exception):
 
 
 @dataclass
-class EpochResult:
+class ProxyResult:
+    """An evaluation on the held-out split: `epoch` counts whole epochs trained, `progress` the epochs
+    trained so far (1.5 half-way through the second; whole epochs stay integers)."""
+
     epoch: int
+    progress: float
     proxy_top1: float
     proxy_loss: float
     train_loss: float
@@ -81,8 +86,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_proxy(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: str = "cpu") -> Iterator[EpochResult]:
-    """Train `spec` at proxy scale; yields one EpochResult per epoch. Raises TrialFailed with a reason."""
+def train_proxy(
+    spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: str = "cpu", evaluations_per_epoch: int = 1
+) -> Iterator[ProxyResult]:
+    """Train `spec` at proxy scale; yields a ProxyResult `evaluations_per_epoch` times an epoch, at even
+    steps (fewer when an epoch has fewer steps). Evaluating changes no training step. Raises TrialFailed
+    with a reason."""
     seed_everything(recipe.seed)
     try:
         model = build_model(
@@ -99,7 +108,7 @@ def train_proxy(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: st
     # would fail BatchNorm over pooled (B, C) features, as in the seeds' own code.
     batch_size = min(recipe.batch_size, len(data.train_labels))
     steps_per_epoch = len(data.train_labels) // batch_size
-    seen = steps_per_epoch * batch_size
+    images = steps_per_epoch * batch_size  # images an epoch trains on
     optimizer = create_optimizer_v2(model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler, _ = create_scheduler_v2(
         optimizer,
@@ -119,40 +128,47 @@ def train_proxy(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: st
     normalise = lambda x: (x.float() / 255 - mean) / std  # noqa: E731
     order = torch.Generator(device="cpu").manual_seed(recipe.seed)
 
+    # the steps after which an epoch is evaluated: evenly spaced, the last one ending the epoch
+    ends = sorted({math.ceil(steps_per_epoch * k / evaluations_per_epoch) for k in range(1, evaluations_per_epoch + 1)})
     seconds, updates = 0.0, 0
     for epoch in range(1, recipe.epochs + 1):
-        model.train()
-        start = time.perf_counter()
-        total_loss = 0.0
         permutation = torch.randperm(len(train_y), generator=order).to(device)
         flips = torch.rand(len(train_y), generator=order).to(device) < 0.5
-        for step in range(steps_per_epoch):
-            index = permutation[step * batch_size : (step + 1) * batch_size]
-            x = normalise(train_x[index])
-            x = torch.where(flips[index, None, None, None], x.flip(-1), x)  # random horizontal flip
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
-                loss = criterion(model(x), train_y[index])
-            if not torch.isfinite(loss):
-                raise TrialFailed(f"diverged: the training loss became {loss.item()} at epoch {epoch}, step {step + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            updates += 1
-            scheduler.step_update(updates)
-            total_loss += loss.item() * len(index)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        seconds += time.perf_counter() - start
-        top1, val_loss = evaluate(model, normalise(val_x), val_y, recipe.batch_size * 2, amp)
-        yield EpochResult(
-            epoch=epoch,
-            proxy_top1=top1,
-            proxy_loss=val_loss,
-            train_loss=total_loss / seen,
-            train_seconds=seconds,
-            images_per_second=seen * epoch / seconds,
-            device=device if device == "cpu" else torch.cuda.get_device_name(),
-        )
+        total_loss, seen, begin = 0.0, 0, 0
+        for end in ends:
+            model.train()
+            start = time.perf_counter()
+            for step in range(begin, end):
+                index = permutation[step * batch_size : (step + 1) * batch_size]
+                x = normalise(train_x[index])
+                x = torch.where(flips[index, None, None, None], x.flip(-1), x)  # random horizontal flip
+                with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+                    loss = criterion(model(x), train_y[index])
+                if not torch.isfinite(loss):
+                    raise TrialFailed(f"diverged: the training loss became {loss.item()} at epoch {epoch}, step {step + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                updates += 1
+                scheduler.step_update(updates)
+                total_loss += loss.item() * len(index)
+                seen += len(index)
+            begin = end
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds += time.perf_counter() - start
+            top1, val_loss = evaluate(model, normalise(val_x), val_y, recipe.batch_size * 2, amp)
+            whole = end == steps_per_epoch
+            yield ProxyResult(
+                epoch=epoch if whole else epoch - 1,
+                progress=epoch if whole else round(epoch - 1 + end / steps_per_epoch, 3),
+                proxy_top1=top1,
+                proxy_loss=val_loss,
+                train_loss=total_loss / seen,
+                train_seconds=seconds,
+                images_per_second=(images * (epoch - 1) + seen) / seconds,
+                device=device if device == "cpu" else torch.cuda.get_device_name(),
+            )
 
 
 @torch.no_grad()
