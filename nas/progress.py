@@ -11,6 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from searchspace import format_macs
 
+from .summary import not_trained
+
 
 class SearchProgress(Callback):
     def __init__(self, searcher, study, total: int, console, started: float):
@@ -62,7 +64,7 @@ class SearchProgress(Callback):
             self.bar.console.print(self._describe(event), markup=False)
         self._shown = len(t.events)
         done = t.complete + t.pruned + t.failed
-        extra = f" | {t.over_budget} over budget, {t.duplicates} repeats not trained" if t.over_budget or t.duplicates else ""
+        extra = f" | {not_trained(t)}" if t.not_trained else ""
         self.bar.update(
             self.task,
             completed=done,
@@ -76,5 +78,6 @@ class SearchProgress(Callback):
             front = len(self.study.best_trials)
             return f"trial {number}: {top1:.1f}% top-1 at {format_macs(macs)} MACs (front: {front} point{'s' * (front != 1)})"
         if what == "pruned":
-            return f"trial {number}: stopped early after {rest[0]} epoch(s)"
+            return f"trial {number}: stopped early after {rest[0]:g} epoch(s)"
         return f"trial {number}: failed: {rest[0]}"
+

@@ -60,6 +60,7 @@ class SearchOptions:
 class Prepared:
     space: SearchSpace
     study: optuna.Study
+    sampler: optuna.samplers.BaseSampler
     resumed: bool
     stale: list[int]
     baselines: list
@@ -85,7 +86,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     name = opts.study_name or f"{space.name}-{format_budget(opts.budget)}-{data_name(opts.data)}"
     sampler = make_sampler(opts.sampler, opts.seed, opts.trials)
     with storage_errors(opts.storage):
-        study, resumed = open_search_study(storage, name, sampler, space, opts.budget, data_name(opts.data), opts.recipe)
+        study, resumed = open_search_study(storage, name, space, opts.budget, data_name(opts.data), opts.recipe)
         stale = fail_stale_trials(study)
     r = opts.recipe
     data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed)
@@ -103,7 +104,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     )
     if baselines:
         say(f"baselines first: {', '.join(s.name for s in baselines)}")
-    return Prepared(space, study, resumed, stale, baselines, data)
+    return Prepared(space, study, sampler, resumed, stale, baselines, data)
 
 
 def start_ray(address: str | None, say=print):
@@ -177,7 +178,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     from .export import attach_config
 
     searcher = StudySearcher(
-        prep.study, prep.space, opts.budget, opts.recipe.epochs, opts.trials, prep.baselines,
+        prep.study, prep.space, opts.budget, opts.recipe, opts.trials, prep.baselines, prep.sampler,
         before_complete=lambda trial: attach_config(prep.study, trial, opts.storage, Path(opts.artifact_dir)),
     )
     trainable = tune.with_resources(
@@ -190,7 +191,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     )
     scratch = tempfile.mkdtemp(prefix="nas-ray-")  # Ray's own logs; the study is the record
     progress = SearchProgress(searcher, prep.study, opts.trials, console, started)
-    heartbeat = _Heartbeat(searcher)
+    heartbeat = _Heartbeat(searcher, prep.study)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -224,11 +225,12 @@ def run_search(opts: SearchOptions, console=None) -> dict:
 
 class _Heartbeat:
     """Records a heartbeat for every trial in training, so a killed search's trials can be told apart
-    from a live one's (optuna.storages.fail_stale_trials). Optuna runs this thread only inside
-    study.optimize; with ask-and-tell we run it ourselves."""
+    from a live one's, and fails the trials of searches that stopped (optuna.storages.fail_stale_trials)
+    so their points are re-queued while this search runs, not only when the next one starts. Optuna
+    runs such a thread only inside study.optimize; with ask-and-tell we run it ourselves."""
 
-    def __init__(self, searcher):
-        self.searcher = searcher
+    def __init__(self, searcher, study: optuna.Study):
+        self.searcher, self.study = searcher, study
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="nas-heartbeat")
 
@@ -239,5 +241,13 @@ class _Heartbeat:
         self._stop.set()
 
     def _run(self):
-        while not self._stop.wait(min(5.0, HEARTBEAT_SECONDS / 3)):
+        interval = min(5.0, HEARTBEAT_SECONDS / 3)
+        beats = 0
+        while not self._stop.wait(interval):
             self.searcher.beat()
+            beats += 1
+            if beats % max(1, round(HEARTBEAT_SECONDS / interval)) == 0:
+                try:
+                    fail_stale_trials(self.study)
+                except Exception:  # noqa: BLE001 - a storage hiccup: the next round will do
+                    pass

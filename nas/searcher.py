@@ -1,11 +1,11 @@
-"""A Ray Tune searcher backed by an Optuna study, correct about fidelity and budget.
+"""A Ray Tune searcher backed by an Optuna study, correct about fidelity, budget and repeats.
 
-Ray's stock OptunaSearch tells Optuna COMPLETE for every trial the scheduler stops, mixing 1-epoch
-and fully trained networks on one Pareto front. Here only trials trained for the full proxy budget
-are COMPLETE; a trial stopped early is PRUNED with its epochs and last metrics kept; a failed one is
-FAIL with its reason. A point over the MACs budget is never trained: it is told PRUNED with a positive
-`set_constraint`, so samplers learn the budget and `study.best_trials` agrees with it, and the sampler
-draws again. A point the study has already scored is answered from the study, not trained twice.
+Ray's stock OptunaSearch tells Optuna COMPLETE for every trial the scheduler stops, mixing 1-epoch and
+fully trained networks on one Pareto front. Here only trials trained for the full proxy budget are
+COMPLETE; a trial stopped early is PRUNED with its epochs and last metrics kept; a failed one is FAIL
+with its reason. The sampler draws in a private copy of the study (`drafts.DraftStudy`): a point over the
+MACs budget or already scored never becomes a stored trial, so the stored study holds one trial per
+trained point (plus the rare draw two searches made at the same moment, stored as FAIL: see `_claim`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import optuna
+from optuna.samplers import PartialFixedSampler, RandomSampler
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from searchspace import ArchSpec, SearchSpace, count, format_macs, preset_by_id
+from trials import ProxyRecipe
 from trials import record as R
+
+from .drafts import DraftStudy
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 MAX_DRAWS = 500  # draws per suggestion before giving up on finding a new in-budget point
+EXPLORE_AFTER = 20  # repeats in a row after which a suggestion draws uniformly at random
 
 
 @dataclass
@@ -36,14 +41,20 @@ class Tally:
     complete: int = 0
     pruned: int = 0
     failed: int = 0
-    over_budget: int = 0
-    duplicates: int = 0
+    over_budget: int = 0  # draws over the budget (never stored)
+    repeats: int = 0  # draws of a point the study has trained or is training (never stored)
+    twins: int = 0  # draws whose proxy network was trained under another spec (answered, never stored)
+    collisions: int = 0  # draws another search made at the same moment (stored as FAIL, not trained)
     exhausted: bool = False  # MAX_DRAWS draws in a row were over budget or already scored
     events: list = field(default_factory=list)  # (trial number, what happened) for the display
 
     @property
     def running(self) -> int:
         return self.started - self.complete - self.pruned - self.failed
+
+    @property
+    def not_trained(self) -> int:
+        return self.over_budget + self.repeats + self.twins
 
 
 @contextmanager
@@ -60,55 +71,57 @@ def _unless_finished_elsewhere(searcher: "StudySearcher", trial_id: str, trial: 
 
 
 class StudySearcher(Searcher):
-    """Suggests architectures drawn by the study's sampler; reports every outcome back to the study."""
+    """Suggests architectures drawn by `sampler` (default: the study's); reports every outcome to the study."""
 
     def __init__(
         self,
         study: optuna.Study,
         space: SearchSpace,
         budget: int,
-        epochs: int,
+        recipe: ProxyRecipe,
         max_trials: int,
         baselines: list[ArchSpec] = (),
+        sampler: optuna.samplers.BaseSampler | None = None,
         before_complete=None,
     ):
         super().__init__(metric=None, mode=None)
-        self.study, self.space, self.budget, self.epochs = study, space, budget, epochs
+        self.study, self.space, self.budget, self.recipe = study, space, budget, recipe
         self.max_trials = max_trials
         self.before_complete = before_complete  # e.g. attach the exported config while the trial is open
         self.tally = Tally()
+        self.drafts = DraftStudy(study, sampler or study.sampler)
         self._live: dict[str, optuna.Trial] = {}
         self._last: dict[str, dict] = {}
         self._presets = preset_by_id()
         self._lock = threading.Lock()
-        for spec in baselines:  # the papers' networks first, through Optuna's queue
-            if self._scored(spec.id):
-                continue
-            name = self._presets.get(spec.id)
-            if space.contains(spec):  # a real sample of the space: the sampler sees its parameters
-                study.enqueue_trial(space.params_of(spec), user_attrs={R.PRESET: name})
-            else:  # no parameters to give: the trial carries its spec
-                study.enqueue_trial({}, user_attrs={R.PRESET: name, R.SPEC: json.dumps(spec.to_dict(), sort_keys=True)})
+        self._ids: dict[int, tuple[str, str]] = {}  # stored trial number -> (id, proxy id), parsed once
+        self._trained: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the trial that trains it
+        self._enqueue(baselines)
 
     def __getstate__(self) -> dict:
         # Tune pickles its searcher for Tuner.restore; a search resumes through the study instead, so the
         # pickled copy keeps no live state (the study, its storage and locks are not picklable).
         return {"max_trials": self.max_trials}
 
+    def proxy_id(self, spec: ArchSpec) -> str:
+        """Two specs whose proxy networks are identical share this id: one training scores both."""
+        return spec.id_at(self.recipe.resolution, self.recipe.stem_stride)
+
     # --- Ray's side ------------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | None:
         if self.tally.started >= self.max_trials:
             return Searcher.FINISHED
-        for _ in range(MAX_DRAWS):
-            trial, spec = self._draw()
-            if spec is None:
-                continue
-            with self._lock:
-                self._live[trial_id] = trial
-                self.tally.started += 1
-            return {"spec": spec.to_dict(), "trial_number": trial.number, "spec_id": spec.id}
-        self.tally.exhausted = True  # the summary says so; ending the search is the honest answer
-        return Searcher.FINISHED
+        while True:
+            trial, spec = self._next_point()
+            if trial is None:
+                self.tally.exhausted = True  # the summary says so; ending the search is the honest answer
+                return Searcher.FINISHED
+            if spec is not None:
+                break
+        with self._lock:
+            self._live[trial_id] = trial
+            self.tally.started += 1
+        return {"spec": spec.to_dict(), "trial_number": trial.number, "spec_id": spec.id}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._last[trial_id] = result
@@ -130,7 +143,7 @@ class StudySearcher(Searcher):
         self._record_metrics(trial, result)
         with self._lock:
             self._live.pop(trial_id)
-            if epochs >= self.epochs:
+            if epochs >= self.recipe.epochs:
                 macs = trial.user_attrs[R.MACS]
                 if self.before_complete is not None:
                     try:
@@ -143,7 +156,7 @@ class StudySearcher(Searcher):
             else:
                 run = _epochs_run(result)
                 why = "stopped early (scheduler or time limit)" if run else "stopped before its first epoch"
-                trial.set_user_attr(R.FAIL_REASON, f"{why} (after {run} of {self.epochs} epochs)")
+                trial.set_user_attr(R.FAIL_REASON, f"{why} (after {run} of {self.recipe.epochs} epochs)")
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.tally.pruned += 1
                 self.tally.events.append((trial.number, "pruned", run))
@@ -166,70 +179,135 @@ class StudySearcher(Searcher):
             self.fail(trial_id, reason)
 
     # --- the study's side -------------------------------------------------------------------------------
-    def _draw(self) -> tuple[optuna.Trial, ArchSpec | None]:
-        """Ask the study for a point; record it; tell it at once when it is over budget or already scored."""
+    def _next_point(self) -> tuple[optuna.Trial | None, ArchSpec | None]:
+        """A stored trial and the point it trains; (trial, None) when the trial was not to be trained (it
+        is told FAIL with its reason); (None, None) when the sampler found no new in-budget point.
+
+        The stored study's queue comes first (presets, points of a stopped search); otherwise the sampler
+        draws in the draft study until a new in-budget point comes up, and the stored trial takes exactly
+        its parameters (PartialFixedSampler) or, for a point outside the space, its spec."""
+        self._sync()
+        self.study.sampler = RandomSampler()  # decides nothing: a queued trial fixes its parameters
         trial = self.study.ask()
         self.beat(trial)
-        if R.SPEC in trial.user_attrs:  # a preset outside the space, or a re-queued interrupted trial
-            spec = R.spec_of(trial)
+        if trial.params or R.SPEC in trial.user_attrs or "fixed_params" in self.study._storage.get_trial_system_attrs(trial._trial_id):
+            spec = R.spec_of(trial) or self.space.suggest(trial)
         else:
-            spec = self.space.suggest(trial)
+            draft, spec = self._draw()
+            if draft is None:
+                self._step_back(trial, f"not trained: no new in-budget point in {MAX_DRAWS} draws")
+                return None, None
+            self.study.sampler = PartialFixedSampler(draft.params, RandomSampler())
+            self.space.suggest(trial)  # the stored trial takes the drawn parameters
+            self.drafts.adopt(draft, trial.number)
+        return trial, (spec if self._claim(trial, spec) else None)
+
+    def _draw(self) -> tuple[optuna.Trial | None, ArchSpec | None]:
+        """Draw in the draft study until a point is in budget and not yet scored (at most MAX_DRAWS draws;
+        after EXPLORE_AFTER repeats in a row, uniformly at random: the sampler has converged)."""
+        repeats = 0
+        for _ in range(MAX_DRAWS):
+            draft = self.drafts.ask(explore=repeats >= EXPLORE_AFTER)
+            spec = self.space.suggest(draft)
+            macs = count(spec).macs
+            if macs > self.budget:
+                self.drafts.over_budget(draft, macs, self.budget)
+                self.tally.over_budget += 1
+                continue
+            earlier = self._trained.get(self.proxy_id(spec))
+            if earlier is None:
+                return draft, spec
+            if earlier.state == TrialState.COMPLETE and self._ids[earlier.number][0] != spec.id:
+                self.drafts.answered(draft, earlier.values[0], macs)  # the same proxy network: its score
+                self.tally.twins += 1
+            else:
+                self.drafts.repeat(draft)
+                self.tally.repeats += 1
+            repeats += 1
+        return None, None
+
+    def _claim(self, trial: optuna.Trial, spec: ArchSpec) -> bool:
+        """Record the point on the stored trial, or tell the trial FAIL when another trial trains it.
+
+        Two searches on one study may draw the same point at the same moment. Each writes its claim (the
+        proxy id) before it looks for another: of two claims at least one sees the other, so at most one
+        trains the point; when both see each other, both step back and the point waits for a later draw."""
+        proxy_id = self.proxy_id(spec)
+        trial.set_user_attr(R.PROXY_ID, proxy_id)
+        trial.set_user_attr(R.SPEC_ID, spec.id)
         params, macs = count(spec)
-        preset = self._presets.get(spec.id)
+        if macs > self.budget:  # a queued point: presets are checked when queued, so rarely
+            return self._step_back(trial, f"not trained: {format_macs(macs)} MACs is over the budget of {format_macs(self.budget)}")
+        other = self._sync(claim=proxy_id, exclude=trial.number)
+        if other is not None:
+            self.tally.collisions += 1
+            return self._step_back(trial, f"not trained: trial {other.number} trains the same proxy network")
         trial.set_user_attr(R.SEARCH_PROCESS, _PROCESS)
         trial.set_user_attr(R.SPEC, json.dumps(spec.to_dict(), sort_keys=True))
-        trial.set_user_attr(R.SPEC_ID, spec.id)
         trial.set_user_attr(R.PARAMS, params)
         trial.set_user_attr(R.MACS, macs)
+        preset = self._presets.get(spec.id)
         if preset:
             trial.set_user_attr(R.PRESET, preset)
         if R.BUDGET_CONSTRAINT not in trial.constraints:
             trial.set_constraint(R.BUDGET_CONSTRAINT, macs - self.budget)
-        if macs > self.budget:
-            trial.set_user_attr(R.FAIL_REASON, f"not trained: {format_macs(macs)} MACs is over the budget of {format_macs(self.budget)}")
-            self.study.tell(trial, state=TrialState.PRUNED)
-            self.tally.over_budget += 1
-            return trial, None
-        earlier = self._scored(spec.id, exclude=trial.number)
-        if earlier is not None:
-            self._answer_from(trial, earlier)
-            return trial, None
-        return trial, spec
+        return True
 
-    def _scored(self, spec_id: str, exclude: int | None = None) -> optuna.trial.FrozenTrial | None:
-        """The trial of the study that trained this point, pruned it, or is training it now. Two searches
-        on one study that draw the same point at once both see each other; the lower number trains it."""
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        for t in self.study.get_trials(deepcopy=False, states=states):
-            if t.number == exclude or t.user_attrs.get(R.SPEC_ID) != spec_id or R.DUPLICATE_OF in t.user_attrs:
+    def _step_back(self, trial: optuna.Trial, reason: str) -> bool:
+        trial.set_user_attr(R.FAIL_REASON, reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+        return False
+
+    def _sync(self, claim: str | None = None, exclude: int | None = None) -> optuna.trial.FrozenTrial | None:
+        """Read the stored study: mirror it into the draft study and index what is trained or training
+        by proxy id. With `claim`, return another trial that holds that proxy id (see `_claim`)."""
+        trials = self.study.get_trials(deepcopy=False)
+        self.drafts.sync(trials)
+        self._trained.clear()
+        found = None
+        for t in trials:
+            ids = self._ids_of(t)
+            if ids is None or t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
                 continue
-            if t.state == TrialState.COMPLETE or t.user_attrs.get(R.EPOCHS):
-                return t
-            if t.state == TrialState.RUNNING and (exclude is None or t.number < exclude):
-                return t
-        return None
+            if t.state == TrialState.PRUNED and not t.user_attrs.get(R.EPOCHS):
+                continue  # told PRUNED without training (an over-budget draw of an older version)
+            if claim is not None and ids[1] == claim and t.number != exclude and found is None:
+                found = t
+            self._trained.setdefault(ids[1], t)
+        return found
 
-    def _answer_from(self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
-        trial.set_user_attr(R.DUPLICATE_OF, earlier.number)
-        if earlier.state == TrialState.RUNNING:
-            trial.set_user_attr(R.FAIL_REASON, f"not trained: trial {earlier.number} is training the same point")
-        for key in (R.PROXY_TOP1, R.PROXY_LOSS, R.EPOCHS, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE, R.FAIL_REASON):
-            if key in earlier.user_attrs:
-                trial.set_user_attr(key, earlier.user_attrs[key])
-        if earlier.state == TrialState.COMPLETE:
-            self.study.tell(trial, earlier.values)
-        else:
-            self.study.tell(trial, state=TrialState.PRUNED)
-        self.tally.duplicates += 1
+    def _ids_of(self, t: optuna.trial.FrozenTrial) -> tuple[str, str] | None:
+        """(id, proxy id) of a stored trial, from its spec (so trials stored under an older id still match)."""
+        if t.number not in self._ids:
+            if t.state == TrialState.RUNNING and R.PROXY_ID in t.user_attrs and R.SPEC not in t.user_attrs:
+                return t.user_attrs[R.SPEC_ID], t.user_attrs[R.PROXY_ID]  # claimed a moment ago, not yet recorded
+            spec = R.spec_of(t)
+            if spec is None or R.DUPLICATE_OF in t.user_attrs:
+                return None
+            self._ids[t.number] = (spec.id, self.proxy_id(spec))
+        return self._ids[t.number]
+
+    def _enqueue(self, baselines: list[ArchSpec]) -> None:
+        """The papers' networks first, through Optuna's queue, unless the study has them already."""
+        self._sync()
+        queued = {t.user_attrs.get(R.PRESET) for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+        for spec in baselines:
+            name = self._presets.get(spec.id)
+            if name in queued or self.proxy_id(spec) in self._trained:
+                continue
+            if self.space.contains(spec):  # a real sample of the space: the sampler sees its parameters
+                self.study.enqueue_trial(self.space.params_of(spec), user_attrs={R.PRESET: name}, skip_if_exists=True)
+            else:  # no parameters to give: the trial carries its spec
+                self.study.enqueue_trial({}, user_attrs={R.PRESET: name, R.SPEC: json.dumps(spec.to_dict(), sort_keys=True)})
 
     def beat(self, trial: optuna.Trial | None = None) -> None:
         """Record a heartbeat for one trial, or for every trial in training (see nas.search._Heartbeat):
-        a killed search's trials stop beating and are failed by the next search on the study."""
+        a killed search's trials stop beating and are failed by the live searches on the study."""
         storage = self.study._storage  # the study's RDBStorage; Optuna has no public accessor
         for t in [trial] if trial is not None else list(self._live.values()):
             try:
                 storage.record_heartbeat(t._trial_id)
-            except Exception:  # a trial finished meanwhile, or a storage hiccup: the next beat will do
+            except Exception:  # a trial finished meanwhile, an in-memory study, a storage hiccup: next beat
                 pass
 
     @staticmethod

@@ -24,6 +24,8 @@ SAMPLERS = ("tpe", "nsga2", "random", "gp")
 # A trial whose process stops (kill -9, a lost machine) is failed after this many seconds without a
 # heartbeat, and its point re-queued once (Optuna's RetryFailedTrialCallback).
 HEARTBEAT_SECONDS = int(os.environ.get("NAS_HEARTBEAT_SECONDS", 30))
+GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
+LOCK_WAIT_SECONDS = HEARTBEAT_SECONDS  # a heartbeat that waits this long for SQLite's lock is still in time
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 # We run the heartbeat ourselves around ask-and-tell (nas.search._Heartbeat), not only inside optimize().
@@ -52,9 +54,10 @@ def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
             raise NasError(f"--storage {masked(url)}: the folder {folder} does not exist")
         if not os.access(folder, os.W_OK) or (Path(parsed.database).exists() and not os.access(parsed.database, os.W_OK)):
             raise NasError(f"--storage {masked(url)}: {parsed.database} is not writable")
-    options = dict(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS) if heartbeat else {}
-    # several searches may share one SQLite file: wait for its lock rather than fail after 5 s
-    engine = {"connect_args": {"timeout": 120}} if parsed.get_backend_name() == "sqlite" else {"pool_pre_ping": True}
+    options = dict(heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS) if heartbeat else {}
+    # several searches may share one SQLite file: wait for its lock rather than fail after 5 s, but never as
+    # long as the grace period, or a live trial whose heartbeat waits for the lock would be failed as stale
+    engine = {"connect_args": {"timeout": LOCK_WAIT_SECONDS}} if parsed.get_backend_name() == "sqlite" else {"pool_pre_ping": True}
     for attempt in range(5):
         try:
             return RDBStorage(
@@ -109,18 +112,19 @@ def storage_errors(url: str):
 def open_search_study(
     storage: RDBStorage,
     name: str,
-    sampler: optuna.samplers.BaseSampler,
     space: SearchSpace,
     budget: int,
     data: str,
     recipe: ProxyRecipe,
 ) -> tuple[optuna.Study, bool]:
-    """Create the study, or resume it when it exists and was run with the same budget, data and recipe
-    (another recipe would put points of another fidelity on the same front). Returns (study, resumed)."""
+    """Create the study, or resume it when it exists and was run with the same space file, budget, data and
+    recipe (another recipe would put points of another fidelity on the same front). Returns (study, resumed).
+    The stored study's own sampler decides nothing: the searcher draws in a copy (nas.drafts)."""
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     resumed = name in existing
     study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, directions=list(R.DIRECTIONS), load_if_exists=True
+        study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(), directions=list(R.DIRECTIONS),
+        load_if_exists=True,
     )
     wanted = {
         R.STUDY_BUDGET: budget,
@@ -131,14 +135,18 @@ def open_search_study(
     }
     if resumed:
         stored = study.user_attrs
-        for key, label in ((R.STUDY_BUDGET, "budget"), (R.STUDY_DATA, "data"), (R.STUDY_RECIPE, "proxy recipe")):
+        checks = ((R.STUDY_SPACE_HASH, "space file"), (R.STUDY_BUDGET, "budget"), (R.STUDY_DATA, "data"), (R.STUDY_RECIPE, "proxy recipe"))
+        for key, label in checks:
             if key in stored and stored[key] != wanted[key]:
                 was, now = stored[key], wanted[key]
                 if key == R.STUDY_BUDGET:
                     was, now = format_macs(was), format_macs(now)
+                if key == R.STUDY_SPACE_HASH:
+                    was = f"{stored.get(R.STUDY_SPACE, '?')} (sha256 {was[:12]})"
+                    now = f"{space.source} (sha256 {now[:12]}), whose content differs"
                 raise NasError(
-                    f"study {name!r} was run with {label} {was}, not {now}; one study holds one budget, data set "
-                    "and fidelity: use the same options or another --study-name"
+                    f"study {name!r} was run with {label} {was}, not {now}; one study holds one space, budget, data "
+                    "set and fidelity: use the same options or another --study-name"
                 )
     else:
         study.set_metric_names(list(R.OBJECTIVES))

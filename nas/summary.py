@@ -16,7 +16,8 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
     t = summary["tally"]
     counts = {
         "complete": t.complete, "pruned": t.pruned, "failed": t.failed,
-        "over_budget_not_trained": t.over_budget, "repeats_answered_from_study": t.duplicates,
+        "draws_over_budget": t.over_budget, "draws_repeated": t.repeats, "draws_proxy_twins": t.twins,
+        "draws_collided": t.collisions,
     }
     if as_json:
         return emit_json(
@@ -28,7 +29,7 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
         )
     out.print(
         f"\n{t.complete} complete, {t.pruned} pruned, {t.failed} failed this run"
-        + (f"; {t.over_budget} over budget and {t.duplicates} repeats not trained" if t.over_budget or t.duplicates else "")
+        + (f"; {not_trained(t)}" if t.not_trained else "")
         + f"; {len(study.trials)} trials in the study; {summary['seconds'] / 60:.1f} min"
     )
     if t.exhausted:
@@ -50,3 +51,11 @@ def print_front(front) -> None:
         ],
         right=["trial", "MACs", "params", "proxy top-1"],
     )
+
+
+def not_trained(tally) -> str:
+    """The draws the sampler made that were not trained, in words."""
+    parts = [f"{tally.over_budget} over budget", f"{tally.repeats} repeats"]
+    if tally.twins:
+        parts.append(f"{tally.twins} proxy twins")
+    return ", ".join(parts) + " drawn, not trained"

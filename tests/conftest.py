@@ -23,11 +23,11 @@ def results_study(tmp_path):
 
     url = f"sqlite:///{tmp_path}/nas_studies.db"
     space = load_space("tiny")
-    study, _ = open_search_study(
-        open_storage(url), "tiny-4.5G-fashion-mnist", optuna.samplers.RandomSampler(seed=0), space,
-        parse_macs("4.5G"), "fashion-mnist", ProxyRecipe(),
+    study, _ = open_search_study(open_storage(url), "tiny-4.5G-fashion-mnist", space, parse_macs("4.5G"), "fashion-mnist", ProxyRecipe())
+    searcher = StudySearcher(
+        study, space, parse_macs("4.5G"), ProxyRecipe(), 8, [preset("swin_t"), preset("u_swin_micro")],
+        sampler=optuna.samplers.RandomSampler(seed=0),
     )
-    searcher = StudySearcher(study, space, parse_macs("4.5G"), 2, 8, [preset("swin_t"), preset("u_swin_micro")])
     scores = [40.0, 75.0, 61.0, 70.0, 80.0, 55.0]
     for i, top1 in enumerate(scores):
         searcher.suggest(f"t{i}")

@@ -1,12 +1,34 @@
-"""The searcher's contract with the study, driven directly (no Ray): budget, fidelity, duplicates, failures."""
+"""The searcher's contract with the study, driven directly (no Ray): budget, fidelity, repeats, failures,
+and what the samplers see of the draws that are not trained."""
+
+import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 
 from nas.searcher import StudySearcher
+from nas.study import make_sampler
 from searchspace import count, load_space, parse_macs, preset
+from trials import ProxyRecipe
 from trials import record as R
+
+TIGHT_SPACE = """
+name: tight
+stages: 4
+stage:
+  depth: [[1], [1], {low: 1, high: 2}, [1]]
+  dim: [[16, 32], [32], [64], [64]]
+  ffn_ratio: [2.0]
+mixer:
+  connectivity: [window]
+  dynamic: [attention]
+  kernel: [4]
+  head_dim: [8]
+  shift: [true, false]
+  rel_pos: [true]
+"""
 
 
 @pytest.fixture
@@ -14,8 +36,9 @@ def study():
     return optuna.create_study(directions=list(R.DIRECTIONS), sampler=optuna.samplers.RandomSampler(seed=0))
 
 
-def searcher_for(study, budget="4.5G", epochs=2, trials=50, baselines=()):
-    return StudySearcher(study, load_space("tiny"), parse_macs(budget), epochs, trials, list(baselines))
+def searcher_for(study, budget="4.5G", epochs=2, trials=50, baselines=(), space="tiny", sampler=None):
+    space = load_space(space)
+    return StudySearcher(study, space, parse_macs(budget), ProxyRecipe(epochs=epochs), trials, list(baselines), sampler)
 
 
 def full_result(top1=80.0, epoch=2):
@@ -29,7 +52,7 @@ def test_a_fully_trained_trial_is_complete_with_both_objectives_and_every_attrib
     s.on_trial_complete("t1", full_result())
     (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
     assert trial.values == [80.0, count(config["spec"]).macs]
-    for key in (R.SPEC, R.SPEC_ID, R.PARAMS, R.MACS, R.PROXY_TOP1, R.PROXY_LOSS, R.EPOCHS, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE):
+    for key in (R.SPEC, R.SPEC_ID, R.PROXY_ID, R.PARAMS, R.MACS, R.PROXY_TOP1, R.PROXY_LOSS, R.EPOCHS, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE):
         assert key in trial.user_attrs
     assert trial.constraints[R.BUDGET_CONSTRAINT] <= 0 and study.best_trials == [trial]
 
@@ -53,30 +76,50 @@ def test_a_trial_stopped_half_way_through_an_epoch_records_the_half_epoch(study)
     assert trial.user_attrs[R.FAIL_REASON] == "stopped early (scheduler or time limit) (after 0.5 of 2 epochs)"
 
 
-def test_points_over_budget_are_never_handed_to_ray_and_are_infeasible(study):
+def test_points_over_budget_are_never_stored_and_the_sampler_sees_them_as_infeasible(study):
     s = searcher_for(study, budget="40M")
     configs = [s.suggest(f"t{i}") for i in range(5)]
     assert all(count(c["spec"]).macs <= parse_macs("40M") for c in configs)
-    over = [t for t in study.trials if t.user_attrs[R.MACS] > parse_macs("40M")]
-    assert over and all(t.state == TrialState.PRUNED and t.constraints[R.BUDGET_CONSTRAINT] > 0 for t in over)
-    assert all("over the budget" in t.user_attrs[R.FAIL_REASON] for t in over)
+    assert len(study.trials) == 5 and all(t.user_attrs[R.MACS] <= parse_macs("40M") for t in study.trials)
+    seen = s.drafts.study.get_trials(states=(TrialState.COMPLETE,))
+    assert s.tally.over_budget > 0 and len(seen) == s.tally.over_budget
+    assert all(t.constraints[R.BUDGET_CONSTRAINT] > 0 and t.values[1] > parse_macs("40M") for t in seen)
 
 
-def test_a_point_already_scored_is_answered_from_the_study_not_trained_again(study):
+def test_a_point_already_trained_is_drawn_again_but_never_stored_or_trained_again(study):
     s = searcher_for(study)
-    first = s.suggest("t1")
-    s.on_trial_complete("t1", full_result(top1=70.0))
-    trained = {first["spec_id"]}
     for i in range(40):  # the tiny space has 128 points: repeats come quickly
-        config = s.suggest(f"u{i}")
-        assert config["spec_id"] not in trained
-        trained.add(config["spec_id"])
-        s.on_trial_complete(f"u{i}", full_result())
-    repeats = [t for t in study.trials if R.DUPLICATE_OF in t.user_attrs]
-    assert repeats and s.tally.duplicates == len(repeats)
-    for t in repeats:
-        original = study.trials[t.user_attrs[R.DUPLICATE_OF]]
-        assert t.user_attrs[R.SPEC_ID] == original.user_attrs[R.SPEC_ID] and t.values == original.values
+        s.suggest(f"u{i}")
+        s.on_trial_complete(f"u{i}", full_result(top1=50.0 + i / 2))
+    ids = [t.user_attrs[R.PROXY_ID] for t in study.trials]
+    assert len(study.trials) == 40 and len(set(ids)) == 40
+    assert s.tally.repeats > 0  # drawn again, told in the draft study only: the samplers count each point once
+    assert len(s.drafts.study.get_trials(states=(TrialState.PRUNED,))) == s.tally.repeats
+
+
+def test_a_point_whose_proxy_network_was_trained_under_another_spec_is_answered_not_trained(study, tmp_path):
+    # At 224 a 4x4 window shifts in stage 3 (a 14x14 map); at the proxy's 4x4 map the window covers it and
+    # the shift changes nothing, so both specs train the same proxy network: one training scores both.
+    (tmp_path / "tight.yaml").write_text(TIGHT_SPACE)
+    s = searcher_for(study, space=str(tmp_path / "tight.yaml"), trials=60)
+    for i in range(30):
+        if s.suggest(f"t{i}") == Searcher.FINISHED:  # the space is small: the search may exhaust it
+            break
+        s.on_trial_complete(f"t{i}", full_result(top1=60.0 + i))
+    trained = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len({t.user_attrs[R.PROXY_ID] for t in trained}) == len(trained) and s.tally.twins > 0
+    answered = [t for t in s.drafts.study.get_trials(states=(TrialState.COMPLETE,)) if t.number >= len(study.trials)]
+    assert len(answered) == s.tally.twins and {t.values[0] for t in answered} <= {t.values[0] for t in trained}
+
+
+def test_two_searches_that_draw_one_point_at_the_same_moment_never_both_train_it(study):
+    first, second = searcher_for(study), searcher_for(study)
+    spec = load_space("tiny").sample(3)
+    mine, theirs = study.ask(), study.ask()
+    assert first._claim(mine, spec)
+    assert not second._claim(theirs, spec)
+    assert study.trials[theirs.number].state == TrialState.FAIL
+    assert f"trial {mine.number} trains the same proxy network" in study.trials[theirs.number].user_attrs[R.FAIL_REASON]
 
 
 def test_a_failure_is_recorded_with_its_reason(study):
@@ -89,7 +132,9 @@ def test_a_failure_is_recorded_with_its_reason(study):
 
 def test_baselines_come_first_in_order_inside_the_space_as_samples_and_outside_it_as_specs(study):
     names = ["swin_t", "iddwnet_t", "dwnet_t", "u_pvt_micro", "localmlp_t"]
-    s = StudySearcher(study, load_space("unified"), parse_macs("4.5G"), 2, 10, [preset(n) for n in names])
+    s = StudySearcher(study, load_space("unified"), parse_macs("4.5G"), ProxyRecipe(), 10, [preset(n) for n in names])
+    StudySearcher(study, load_space("unified"), parse_macs("4.5G"), ProxyRecipe(), 10, [preset(n) for n in names])
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == len(names)  # a second search queues none again
     for i, name in enumerate(names):
         config = s.suggest(f"t{i}")
         s.on_trial_complete(f"t{i}", full_result())
@@ -98,6 +143,8 @@ def test_baselines_come_first_in_order_inside_the_space_as_samples_and_outside_i
         assert trial.user_attrs[R.PRESET] == name
         assert bool(trial.params) == load_space("unified").contains(preset(name))  # samples carry parameters
     assert preset("swin_t").id not in {c["spec_id"] for c in [s.suggest("after")]}
+    StudySearcher(study, load_space("unified"), parse_macs("4.5G"), ProxyRecipe(), 10, [preset(n) for n in names])
+    assert not study.get_trials(states=(TrialState.WAITING,))  # trained presets are not queued again
 
 
 def test_a_trial_another_search_failed_meanwhile_does_not_crash_this_one(study):
@@ -110,15 +157,48 @@ def test_a_trial_another_search_failed_meanwhile_does_not_crash_this_one(study):
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "gp"])
-def test_every_sampler_steers_the_search_through_the_named_dimensions(sampler):
-    from nas.study import make_sampler
-
-    study = optuna.create_study(directions=list(R.DIRECTIONS), sampler=make_sampler(sampler, 0, 12))
-    s = searcher_for(study)
+def test_every_sampler_steers_the_search_and_learns_the_budget_without_storing_a_draw_over_it(sampler, study):
+    s = searcher_for(study, budget="40M", sampler=make_sampler(sampler, 0, 12))
     for i in range(12):
         config = s.suggest(f"t{i}")
         s.on_trial_complete(f"t{i}", full_result(top1=50.0 + i))
         assert config["spec_id"]
-    trained = [t for t in study.trials if R.DUPLICATE_OF not in t.user_attrs]
-    assert len({t.user_attrs[R.SPEC_ID] for t in trained}) == len(trained) == 12
-    assert any(name.startswith("s1.mixer.") for name in trained[-1].params)
+    assert len({t.user_attrs[R.PROXY_ID] for t in study.trials}) == len(study.trials) == 12
+    assert all(t.user_attrs[R.MACS] <= parse_macs("40M") for t in study.trials)
+    assert any(name.startswith("s1.mixer.") for name in study.trials[-1].params)
+    infeasible = [t for t in s.drafts.study.get_trials(states=(TrialState.COMPLETE,)) if t.constraints[R.BUDGET_CONSTRAINT] > 0]
+    assert len(infeasible) == s.tally.over_budget > 0  # what NSGA-II and GP read: COMPLETE trials with a constraint
+
+
+def test_the_sqlite_lock_wait_is_shorter_than_the_heartbeat_grace(monkeypatch, tmp_path):
+    # A live trial whose heartbeat waits for SQLite's lock must not be failed as stale by another search.
+    import nas.study
+
+    seen = {}
+    monkeypatch.setattr(nas.study, "RDBStorage", lambda url, **kwargs: seen.update(kwargs))
+    nas.study.open_storage(f"sqlite:///{tmp_path}/s.db")
+    assert seen["engine_kwargs"]["connect_args"]["timeout"] < seen["grace_period"]
+
+
+def test_a_live_search_fails_and_requeues_the_trials_a_stopped_search_left_running(monkeypatch, tmp_path):
+    import nas.search
+    import nas.study
+
+    for module in (nas.study, nas.search):
+        monkeypatch.setattr(module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(nas.study, "GRACE_SECONDS", 2)
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(storage=nas.study.open_storage(url), directions=list(R.DIRECTIONS))
+    dead = searcher_for(study)
+    dead.suggest("lost")  # its search stops here: the trial keeps RUNNING without heartbeats
+    live = searcher_for(study)
+    heartbeat = nas.search._Heartbeat(live, study)
+    heartbeat.start()
+    try:
+        deadline = time.monotonic() + 20
+        while study.trials[0].state == TrialState.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        heartbeat.stop()
+    assert study.trials[0].state == TrialState.FAIL
+    assert study.get_trials(states=(TrialState.WAITING,))  # its point is queued again for this search

@@ -14,7 +14,8 @@ from searchspace import ArchSpec
 
 # User attributes of a trial.
 SPEC = "spec"  # the architecture, canonical JSON
-SPEC_ID = "spec_id"
+SPEC_ID = "spec_id"  # the network at 224 (ArchSpec.id)
+PROXY_ID = "proxy_id"  # the proxy network (ArchSpec.id_at the recipe's geometry): the key of "trained once"
 PARAMS = "params"  # of the full-size network at 224, 1000 classes
 MACS = "macs"
 PRESET = "preset"  # the seed network's name when the point is one
@@ -25,7 +26,7 @@ TRAIN_SECONDS = "train_seconds"
 IMAGES_PER_SECOND = "images_per_second"
 DEVICE = "device"
 FAIL_REASON = "fail_reason"  # why a trial failed, or why a point was not trained
-DUPLICATE_OF = "duplicate_of"  # the trial number a repeated point was answered from
+DUPLICATE_OF = "duplicate_of"  # a repeat answered from this trial number (stored before 0.2; views skip it)
 SEARCH_PROCESS = "search_process"  # host:pid of the `nas search` that drew the point
 
 # A FAIL trial without a reason was failed by a later search: its own search stopped (no heartbeat).

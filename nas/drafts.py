@@ -1,0 +1,110 @@
+"""Where the sampler draws: a private in-memory copy of the stored study, so that only points to train
+become stored trials.
+
+Optuna stores every trial it asks for. Drawing in the stored study would keep every draw over the budget
+and every repeat as a trial of its own (hundreds per trained point in a tight budget), and a repeat told
+COMPLETE would count twice for the samplers and the dashboard. Here the sampler draws in memory, in a copy
+that mirrors the stored study's running and finished trials before each suggestion; what the samplers
+see of a draw that is not trained:
+- over the budget: COMPLETE with a positive budget constraint (TPE, NSGA-II and GP all read constraints
+  of COMPLETE trials; NSGA-II and GP read no others) and the median top-1 of the feasible trials as its
+  placeholder score, so it neither attracts nor repels the objective model;
+- a point already trained (or in training): PRUNED: TPE then ranks it with the worse trials, so it stops
+  proposing the one point it already knows best; NSGA-II and GP ignore it (they have the observation);
+- a point whose proxy network was trained under another spec (a proxy twin): COMPLETE with the twin's
+  top-1 and its own MACs, a real observation that costs no training.
+The copy lives as long as the search process; a resumed search relearns the budget from its first
+draws. Imports optuna and the trial record only.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from trials import record as R
+
+# A trial the samplers read; FAIL and WAITING trials are read by none.
+_MIRRORED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class DraftStudy:
+    """An in-memory study with the stored study's directions and trials, where `sampler` draws."""
+
+    def __init__(self, stored: optuna.Study, sampler: optuna.samplers.BaseSampler):
+        self.stored = stored
+        self.storage = optuna.storages.InMemoryStorage()
+        self.study = optuna.create_study(storage=self.storage, sampler=sampler, directions=stored.directions)
+        self._study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        self._mirror: dict[int, int] = {}  # stored trial number -> draft trial id
+        self._state: dict[int, TrialState] = {}
+
+    def sync(self, trials: list[FrozenTrial]) -> None:
+        """Mirror the stored trials (`study.get_trials()`): new ones are added, finished ones updated."""
+        for t in trials:
+            known = self._mirror.get(t.number)
+            if known is None:
+                if t.state in _MIRRORED and t.params:  # a trial without parameters tells a sampler nothing
+                    self._mirror[t.number] = self.storage.create_new_trial(self._study_id, template_trial=_copy(t))
+                    self._state[t.number] = t.state
+            elif self._state[t.number] == TrialState.RUNNING and t.state != TrialState.RUNNING:
+                for key, value in t.system_attrs.items():  # the constraint, a GA's generation ...
+                    self.storage.set_trial_system_attr(known, key, value)
+                self.storage.set_trial_state_values(known, t.state, t.values)
+                self._state[t.number] = t.state
+
+    def ask(self, explore: bool = False) -> optuna.Trial:
+        """A draw by the sampler, or with `explore` a uniform one (a sampler that converged keeps proposing
+        points it already has: then a random draw keeps the search going)."""
+        if not explore:
+            return self.study.ask()
+        sampler, self.study.sampler = self.study.sampler, optuna.samplers.RandomSampler()
+        try:
+            return self.study.ask()
+        finally:
+            self.study.sampler = sampler
+
+    def adopt(self, draft: optuna.Trial, stored_number: int) -> None:
+        """The draft trial is now the mirror of stored trial `stored_number` (it stays RUNNING here until
+        the stored trial finishes and the next `sync` sees it)."""
+        self._mirror[stored_number] = draft._trial_id
+        self._state[stored_number] = TrialState.RUNNING
+
+    def over_budget(self, draft: optuna.Trial, macs: int, budget: int) -> None:
+        draft.set_constraint(R.BUDGET_CONSTRAINT, macs - budget)
+        self.study.tell(draft, [self._typical_top1(), macs])
+
+    def repeat(self, draft: optuna.Trial) -> None:
+        self.study.tell(draft, state=TrialState.PRUNED)
+
+    def answered(self, draft: optuna.Trial, top1: float, macs: int) -> None:
+        draft.set_constraint(R.BUDGET_CONSTRAINT, 0.0)
+        self.study.tell(draft, [top1, macs])
+
+    def _typical_top1(self) -> float:
+        scores = [
+            t.values[0]
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.constraints.get(R.BUDGET_CONSTRAINT, 0.0) <= 0
+        ]
+        return statistics.median(scores) if scores else 0.0
+
+
+def _copy(t: FrozenTrial) -> FrozenTrial:
+    """The part of a stored trial the samplers read: state, values, parameters, constraints, GA attributes."""
+    return FrozenTrial(
+        number=t.number,
+        state=t.state,
+        value=None,
+        values=t.values,
+        datetime_start=t.datetime_start,
+        datetime_complete=t.datetime_complete,
+        params=t.params,
+        distributions=t.distributions,
+        user_attrs={},
+        system_attrs=dict(t.system_attrs),
+        intermediate_values=dict(t.intermediate_values),
+        trial_id=0,
+    )
