@@ -10,6 +10,9 @@ from timm.models import register_model
 
 from searchspace import NasError, build_model
 
+# timm's create_model arguments that build_model takes under the same name
+TAKEN = ("num_classes", "img_size", "in_chans", "drop_rate", "global_pool", "features_only", "out_indices", "pretrained_cfg_overlay")
+
 
 @register_model
 def nas_unified(pretrained: bool = False, config=None, **kwargs):
@@ -18,11 +21,10 @@ def nas_unified(pretrained: bool = False, config=None, **kwargs):
         raise NasError("nas_unified has no pretrained weights: an exported architecture is trained by you")
     if config is None:
         raise NasError("nas_unified needs config=: a model config from 'nas export', a spec file or a preset name")
-    for ignored in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "drop_rate", "global_pool"):
-        kwargs.pop(ignored, None)
+    for weights_only in ("pretrained_cfg", "cache_dir"):  # where pretrained weights would come from
+        kwargs.pop(weights_only, None)
     drop_path = kwargs.pop("drop_path_rate", 0.0) or 0.0
-    allowed = {"num_classes", "img_size", "in_chans"}
-    unknown = set(kwargs) - allowed
+    unknown = set(kwargs) - set(TAKEN)
     if unknown:
-        raise NasError(f"nas_unified does not take {', '.join(sorted(unknown))} (it takes {', '.join(sorted(allowed))}, drop_path_rate)")
+        raise NasError(f"nas_unified does not take {', '.join(sorted(unknown))} (it takes {', '.join(sorted(TAKEN))}, drop_path_rate)")
     return build_model(config, drop_path=drop_path, **kwargs)

@@ -8,7 +8,7 @@ Imports torch, timm and searchspace's spec, cost, layers and mixer only.
 from __future__ import annotations
 
 import torch
-from timm.layers import DropPath, LayerNorm2d, LayerScale, Mlp, SEModule, make_divisible
+from timm.layers import DropPath, LayerNorm2d, LayerScale, Mlp, SEModule, create_classifier, make_divisible
 from timm.models.swin_transformer import PatchMerging
 from torch import Tensor, nn
 
@@ -224,26 +224,57 @@ def downsample_cost(kind: str, cin: int, cout: int, out_pixels: int) -> C.Cost:
     return C.conv(cin, cout, 3, out_pixels, bias=False) + C.norm(cout)
 
 
-class Head(nn.Module):
-    """[final LN unless every stage ends in one] -> [1x1 to head_ratio*C + BN + GELU] -> average pool -> linear."""
+def head_hidden(arch: ArchSpec, dim: int) -> int:
+    """The pre-logits width: head_width, or head_ratio times the last stage's width; 0 for none."""
+    if arch.head_width:
+        return arch.head_width
+    return ffn_hidden(dim, arch.head_ratio) if arch.head_ratio else 0
 
-    def __init__(self, arch: ArchSpec, dim: int, num_classes: int):
+
+class Head(nn.Module):
+    """[final LN unless every stage ends in one] -> [per pixel: linear to the pre-logits width + BN + GELU]
+    -> global pool -> dropout -> linear, on channels-last maps.
+
+    Pooling, dropout and classifier are timm's (`create_classifier`); the rest is ours because timm's
+    NormMlpClassifierHead pools before its pre-logits layer, and MixFormer projects every pixel first.
+    """
+
+    def __init__(self, arch: ArchSpec, dim: int, num_classes: int, pool_type: str = "avg", drop_rate: float = 0.0):
         super().__init__()
         self.norm = nn.Identity() if arch.stage_norm else nn.LayerNorm(dim)
-        hidden = ffn_hidden(dim, arch.head_ratio) if arch.head_ratio else 0
+        hidden = head_hidden(arch, dim)
         if hidden:
             self.pre_logits = nn.Sequential(nn.Linear(dim, hidden, bias=False), LastDimBatchNorm(hidden), nn.GELU())
         else:
             self.pre_logits = nn.Identity()
-        self.fc = nn.Linear(hidden or dim, num_classes) if num_classes else nn.Identity()
+        self.in_features = hidden or dim
+        self.global_pool, self.drop, self.fc = create_classifier(
+            self.in_features, num_classes, pool_type, input_fmt="NHWC", drop_rate=drop_rate
+        )
+        self.num_features = self.in_features * self.global_pool.feat_mult()  # the pooled, pre-logits width
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.pre_logits(self.norm(x)).mean((1, 2)))
+    def reset(self, num_classes: int, pool_type: str | None = None, in_features: int | None = None, **device_dtype) -> None:
+        """A new classifier (0: none), and new pooling unless None. With `in_features` the pre-logits layer
+        goes too and the classifier takes the (normalised) features of that width directly."""
+        if in_features is not None:
+            self.pre_logits = nn.Identity()
+            self.in_features = in_features
+        pool_type = self.global_pool.pool_type if pool_type is None else pool_type
+        self.global_pool, self.fc = create_classifier(
+            self.in_features, num_classes, pool_type, input_fmt="NHWC", **device_dtype
+        )
+        self.global_pool.train(self.training)
+        self.fc.train(self.training)
+        self.num_features = self.in_features * self.global_pool.feat_mult()
+
+    def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.drop(self.global_pool(self.pre_logits(self.norm(x))))
+        return x if pre_logits else self.fc(x)
 
 
 def head_cost(arch: ArchSpec, dim: int, pixels: int, num_classes: int) -> C.Cost:
     total = C.Cost() if arch.stage_norm else C.norm(dim)
-    hidden = ffn_hidden(dim, arch.head_ratio) if arch.head_ratio else 0
+    hidden = head_hidden(arch, dim)
     if hidden:
         total += C.linear(dim, hidden, pixels, bias=False) + C.norm(hidden)
     if num_classes:

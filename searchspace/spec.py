@@ -224,7 +224,8 @@ class ArchSpec(_Model):
     act: Act = "gelu"
     layer_scale: float | None = Field(None, gt=0, le=1)
     stage_norm: bool = False
-    head_ratio: float = Field(0.0, ge=0, le=16)
+    head_ratio: float = Field(0.0, ge=0, le=16, description="pre-logits width / last stage width; 0: none")
+    head_width: int | None = Field(None, ge=1, le=8192, description="pre-logits width in channels (MixFormer: 1280)")
     stages: list[StageSpec] = Field(min_length=1, max_length=6)
 
     @model_validator(mode="after")
@@ -234,6 +235,8 @@ class ArchSpec(_Model):
                 self.stem_extra_convs = 0
         elif self.stem_extra_convs is not None:
             raise _rule("stem_extra_convs", "applies only to stem 'overlap'")
+        if self.head_width is not None and self.head_ratio:
+            raise _rule("head_width", "give the pre-logits width either as head_width or as head_ratio, not both")
         return self
 
     # -- identity and serialisation ------------------------------------------------------------
@@ -264,7 +267,7 @@ class ArchSpec(_Model):
 
     # -- transformations -----------------------------------------------------------------------
     def scaled(self, width: float) -> "ArchSpec":
-        """The same architecture with every stage's width multiplied by `width` (the proxy recipe).
+        """The same architecture with every stage's width, and head_width, multiplied by `width` (the proxy recipe).
 
         Head counts are kept (depth-wise stays depth-wise) and widths rounded to a multiple that
         every head count divides, so each scaled point is valid.
@@ -288,6 +291,8 @@ class ArchSpec(_Model):
             stages.append(data)
         data = self.model_dump(exclude_none=True)
         data["stages"] = stages
+        if self.head_width:
+            data["head_width"] = max(1, round(self.head_width * width))
         return ArchSpec.model_validate(data)
 
     def summary(self) -> list[str]:

@@ -94,6 +94,25 @@ def test_the_timm_built_model_answers_what_timms_training_script_asks(tmp_path):
     assert model.get_classifier().out_features == 5 and model(torch.randn(1, 3, 224, 224)).shape == (1, 5)
 
 
+def test_an_exported_config_is_a_features_only_backbone_for_timm(results_study, tmp_path):
+    url, _ = results_study
+    out = tmp_path / "model.yaml"
+    run("export", "--storage", url, "--best", "-o", str(out))
+    dims = [stage.dim for stage in load_spec(str(out)).stages]
+    backbone = timm.create_model("nas_unified", config=str(out), features_only=True, out_indices=(1, 2, 3)).eval()
+    assert backbone.feature_info.channels() == dims[1:] and backbone.feature_info.reduction() == [8, 16, 32]
+    with torch.no_grad():
+        maps = backbone(torch.randn(1, 3, 128, 128))
+    assert [tuple(m.shape) for m in maps] == [(1, dims[1], 16, 16), (1, dims[2], 8, 8), (1, dims[3], 4, 4)]
+
+
+def test_timm_passes_drop_rate_and_global_pool_to_the_network():
+    model = timm.create_model("nas_unified", config="u_swin_micro", num_classes=7, drop_rate=0.25, global_pool="catavgmax")
+    assert model.head.drop.p == 0.25 and model.head.global_pool.pool_type == "catavgmax"
+    assert model.head_hidden_size == 2 * 384 and model.get_classifier().in_features == 2 * 384  # the pooled pre-logits
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 7)
+
+
 def test_timm_entrypoint_refuses_pretrained_weights():
     from searchspace import NasError
 

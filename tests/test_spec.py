@@ -150,3 +150,17 @@ def test_width_scaled_presets_keep_their_head_counts_and_depthwise_stays_depthwi
                 assert m_new.heads == w_new
             else:
                 assert m_new.heads == m_old.heads
+
+
+def test_head_ratio_and_head_width_together_are_refused_naming_the_rule():
+    with pytest.raises(NasError) as err:
+        spec_from_data({"head_ratio": 5.0, "head_width": 1280, "stages": [SWIN_STAGE]}, "point.yaml")
+    assert str(err.value) == "point.yaml: head_width: give the pre-logits width either as head_width or as head_ratio, not both"
+
+
+def test_an_absolute_head_width_is_scaled_with_the_network_by_the_proxy_recipe():
+    mixformer = preset("mixformer_b1")
+    assert mixformer.head_width == 1280 and not mixformer.head_ratio
+    for width in (0.25, 0.5):  # what head_ratio 5 of the scaled last stage gave before
+        scaled = mixformer.scaled(width)
+        assert scaled.head_width == 5 * scaled.stages[-1].dim == 1280 * width
