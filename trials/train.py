@@ -14,12 +14,13 @@ import random
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
+from torch import Tensor
 
 from searchspace import ArchSpec, build_model, feature_sizes
 
@@ -86,6 +87,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def proxy_model(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe) -> torch.nn.Module:
+    """The network a recipe scores: `spec` at the recipe's width, resolution and stem stride (on the CPU)."""
+    return build_model(
+        spec.scaled(recipe.width),
+        num_classes=data.num_classes,
+        img_size=recipe.resolution,
+        in_chans=data.channels,
+        stem_stride=recipe.stem_stride,
+    )
+
+
+def normaliser(train_images: Tensor) -> Callable[[Tensor], Tensor]:
+    """uint8 images -> float, standardised per channel with the training images' mean and std."""
+    mean = train_images.float().mean((0, 2, 3), keepdim=True) / 255
+    std = train_images.float().std((0, 2, 3), keepdim=True).clamp_min(1e-3) / 255
+    return lambda x: (x.float() / 255 - mean) / std
+
+
 def train_proxy(
     spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: str = "cpu", evaluations_per_epoch: int = 1
 ) -> Iterator[ProxyResult]:
@@ -94,13 +113,7 @@ def train_proxy(
     with a reason."""
     seed_everything(recipe.seed)
     try:
-        model = build_model(
-            spec.scaled(recipe.width),
-            num_classes=data.num_classes,
-            img_size=recipe.resolution,
-            in_chans=data.channels,
-            stem_stride=recipe.stem_stride,
-        ).to(device)
+        model = proxy_model(spec, data, recipe).to(device)
     except (RuntimeError, ValueError, MemoryError) as exc:
         raise TrialFailed(f"building the proxy network failed: {str(exc).splitlines()[0][:200]}") from exc
     amp = device == "cuda"
@@ -123,9 +136,7 @@ def train_proxy(
     criterion = LabelSmoothingCrossEntropy(recipe.label_smoothing)
     train_x, train_y = data.train_images.to(device), data.train_labels.to(device)
     val_x, val_y = data.val_images.to(device), data.val_labels.to(device)
-    mean = train_x.float().mean((0, 2, 3), keepdim=True) / 255
-    std = train_x.float().std((0, 2, 3), keepdim=True).clamp_min(1e-3) / 255
-    normalise = lambda x: (x.float() / 255 - mean) / std  # noqa: E731
+    normalise = normaliser(train_x)
     order = torch.Generator(device="cpu").manual_seed(recipe.seed)
 
     # the steps after which an epoch is evaluated: evenly spaced, the last one ending the epoch
