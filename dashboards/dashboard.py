@@ -11,10 +11,14 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna_dashboard import get_note, run_server, save_note, save_plotly_graph_object
 
+from trials import record as R
+
+from .calibration import calibration_for, summary_line
 from .figures import hypervolume_figure, pareto_figure
+from .front import dominance_report
 from .notes import architecture_note
 
-FIGURES = {"nas-pareto-front": pareto_figure, "nas-hypervolume": hypervolume_figure}
+FIGURES = ("nas-pareto-front", "nas-hypervolume")  # the saved figures' ids: a fixed id overwrites last time's
 
 
 def publish(study: optuna.Study, configs: dict[int, Path] | None = None, artifact_dir: Path | None = None) -> dict:
@@ -22,9 +26,11 @@ def publish(study: optuna.Study, configs: dict[int, Path] | None = None, artifac
     artifact (searched before artifacts existed) get theirs on the study: Optuna attaches artifacts
     only to open trials."""
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    calibration = calibration_for(study)
     if done:
-        for graph_id, make in FIGURES.items():  # a fixed id overwrites last time's figure
-            save_plotly_graph_object(study, make(study), graph_object_id=graph_id)
+        save_plotly_graph_object(study, pareto_figure(study, calibration), graph_object_id="nas-pareto-front")
+        save_plotly_graph_object(study, hypervolume_figure(study), graph_object_id="nas-hypervolume")
+    save_note(study, study_note(study, calibration))  # rewritten each time: calibrations and confirmations come later
     notes = 0
     for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)):
         trial = optuna.trial.Trial(study, frozen._trial_id)  # notes address live Trial objects
@@ -42,6 +48,20 @@ def publish(study: optuna.Study, configs: dict[int, Path] | None = None, artifac
                 upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study, mimetype="application/yaml")
                 artifacts += 1
     return {"figures": len(FIGURES) if done else 0, "notes": notes, "artifacts": artifacts}
+
+
+def study_note(study: optuna.Study, calibration: dict | None) -> str:
+    """The study's note: how far its front can be trusted (calibration, confirmation, the dominance report)."""
+    lines = [f"## {study.study_name}", "", summary_line(calibration), ""]
+    confirmation = study.user_attrs.get(R.STUDY_CONFIRMATION)
+    if confirmation:
+        confirmed = [n for n, p in confirmation["points"].items() if p["confirmed"]]
+        lines += [
+            f"Front confirmed at {confirmation['recipe_text']} with {confirmation['seeds']} seeds: "
+            f"{confirmation['confirmed']} of {confirmation['front']} points (trials {', '.join(confirmed) or 'none'}).", "",
+        ]
+    lines += [f"- {d['text']}" for d in dominance_report(study, calibration)]
+    return "\n".join(lines)
 
 
 def serve(storage_url: str, host: str, port: int, artifact_dir: Path) -> None:

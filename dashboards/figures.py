@@ -16,9 +16,11 @@ from .front import pareto_frame
 GREY, ACCENT, PRESET = "rgba(120,120,120,0.35)", "#1f77b4", "#d62728"
 
 
-def pareto_figure(study: optuna.Study) -> go.Figure:
+def pareto_figure(study: optuna.Study, calibration: dict | None = None) -> go.Figure:
+    """Error bars on the front: its points' standard errors (seeds, or the calibration's noise of one score)."""
     budget = study.user_attrs.get(R.STUDY_BUDGET)
-    front = pareto_frame(study)
+    front = pareto_frame(study, calibration)
+    noise = front[R.PROXY_TOP1_SE].astype(float)
     done = [
         t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if R.DUPLICATE_OF not in t.user_attrs
@@ -42,8 +44,9 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
             mode="lines+markers",
             line={"shape": "hv", "color": ACCENT},
             marker={"size": 10, "color": ACCENT},
-            name="Pareto front",
+            name="Pareto front" + (" (± 1 standard error)" if noise.notna().any() else ""),
             text=[f"trial {n}" for n in front["number"]],
+            error_y={"type": "data", "array": noise.fillna(0).tolist(), "visible": bool(noise.notna().any())},
         )
     )
     presets = [t for t in done if t.user_attrs.get(R.PRESET)]

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import jinja2
 import optuna
+import pandas as pd
 from plotly.subplots import make_subplots
 
 from searchspace import NasError, format_macs, format_params
 from trials import record as R
 
 from .figures import hypervolume_figure, pareto_figure
+from .calibration import calibration_for, summary_line
 from .front import dominance_report, pareto_frame
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -65,7 +67,9 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         raise NasError(f"study {study.study_name!r} has no finished trial yet: nothing to report")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-    front = pareto_frame(study)
+    calibration = calibration_for(study)
+    confirmation = study.user_attrs.get(R.STUDY_CONFIRMATION) or {}
+    front = pareto_frame(study, calibration)
     budget = study.user_attrs.get(R.STUDY_BUDGET)
     return env.get_template("report.html.j2").render(
         study=study.study_name,
@@ -75,23 +79,27 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
         recipe=study.user_attrs.get(R.STUDY_RECIPE, {}),
         counts=counts(study),
         created=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        pareto_html=pareto_figure(study).to_html(full_html=False, include_plotlyjs=True),
+        calibration=summary_line(calibration),
+        confirmation=confirmation,
+        pareto_html=pareto_figure(study, calibration).to_html(full_html=False, include_plotlyjs=True),
         hypervolume_html=hypervolume_figure(study).to_html(full_html=False, include_plotlyjs=False),
         front=[
             {
                 "trial": int(r["number"]), "id": r[R.SPEC_ID], "preset": r[R.PRESET] if isinstance(r[R.PRESET], str) else "",
                 "macs": format_macs(r[R.MACS]), "params": format_params(r[R.PARAMS]), "top1": f"{r[R.PROXY_TOP1]:.1f}",
+                "se": "" if pd.isna(r[R.PROXY_TOP1_SE]) else f"{r[R.PROXY_TOP1_SE]:.1f}",
+                "confirmed": {True: "yes", False: "no"}.get(confirmation.get("points", {}).get(str(int(r["number"])), {}).get("confirmed"), "-"),
             }
             for _, r in front.iterrows()
         ],
-        dominance=dominance_report(study),
+        dominance=dominance_report(study, calibration),
         buckets=best_per_bucket(study),
     )
 
 
 def render_png(study: optuna.Study, path: Path, size: tuple[int, int] = PNG_SIZE) -> None:
     """The front and the hypervolume side by side as a PNG (Plotly through kaleido and a Chromium)."""
-    front, hv = pareto_figure(study), hypervolume_figure(study)
+    front, hv = pareto_figure(study, calibration_for(study)), hypervolume_figure(study)
     fig = make_subplots(rows=1, cols=2, subplot_titles=(front.layout.title.text, hv.layout.title.text), column_widths=[0.6, 0.4])
     for trace in front.data:
         fig.add_trace(trace, row=1, col=1)

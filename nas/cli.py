@@ -6,9 +6,12 @@ fix) prints one line and exits 2; `nas --debug ...` shows the traceback instead.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
-from trials.train import ProxyRecipe
+from searchspace.geometry import WINDOW_RULES
+from trials.train import REFERENCE_RECIPE, ProxyRecipe
 
 from . import __version__
 from .console import emit_json, err, fail, out, table
@@ -223,6 +226,46 @@ def space_sample(file, n, seed, budget, as_json):
         out.print(f"only {len(rows)} distinct points within budget were found")
 
 
+# --- proxy recipes -----------------------------------------------------------------------------------------------
+def recipe_options(prefix: str, defaults: ProxyRecipe):
+    """The options of a training recipe, named --PREFIX-epochs ... (the proxy's subset is plain --subset)."""
+    subset = "--subset" if prefix == "proxy" else f"--{prefix}-subset"
+    options = [
+        click.option(f"--{prefix}-epochs", default=defaults.epochs, show_default=True, type=click.IntRange(1)),
+        click.option(f"--{prefix}-resolution", default=defaults.resolution, show_default=True, type=click.IntRange(8, 512)),
+        click.option(f"--{prefix}-stem-stride", type=click.Choice(["1", "2", "4"]), default=str(defaults.stem_stride) if prefix != "proxy" else None,
+                     help="Stage maps: input / stride, then halved per stage.  [default: the largest stride leaving the last map 2x2]"),
+        click.option(f"--{prefix}-windows", default=defaults.windows, show_default=True, type=click.Choice(list(WINDOW_RULES)),
+                     help="clamp: windows keep their size on the small maps; keep: they shrink so every stage keeps its full-size number of windows."),
+        click.option(f"--{prefix}-width", default=defaults.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier."),
+        click.option(subset, f"{prefix}_subset", default=defaults.subset, show_default=True, type=click.IntRange(16), help="Training images (plus a quarter as many held out, at most 1500)."),
+        click.option(f"--{prefix}-batch-size", default=defaults.batch_size, show_default=True, type=click.IntRange(1)),
+        click.option(f"--{prefix}-lr", default=defaults.lr, show_default=True, type=click.FloatRange(0, min_open=True)),
+        click.option(f"--{prefix}-seeds", default=defaults.seeds, show_default=True, type=click.IntRange(1),
+                     help="Trainings per point (other initial weights and batch order); scored by their mean, with its standard error."
+                     if prefix == "proxy" else "Reference trainings per point (another seed each)."),
+    ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
+    """The recipe named by recipe_options' values (taken out of kwargs)."""
+    get = lambda name: kwargs.pop(f"{prefix}_{name}")  # noqa: E731
+    subset = get("subset")
+    stride = get("stem_stride")
+    return ProxyRecipe(
+        epochs=get("epochs"), resolution=get("resolution"), width=get("width"), subset=subset,
+        val_size=min(1500, max(64, subset // 4)), batch_size=get("batch_size"), lr=get("lr"), seed=seed,
+        seeds=get("seeds"), stem_stride=int(stride) if stride else None, windows=get("windows"),
+    )
+
+
 # --- nas search ----------------------------------------------------------------------------------------------
 def _duration(ctx, param, value):
     if value is None:
@@ -277,19 +320,14 @@ def storage_option(f):
 @click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1))
 @click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).  [default: 1 where the cluster has GPUs, else 0]")
 @click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.  [default: as many as the resources allow]")
-@click.option("--proxy-epochs", default=ProxyRecipe.epochs, show_default=True, type=click.IntRange(1))
-@click.option("--proxy-resolution", default=ProxyRecipe.resolution, show_default=True, type=click.IntRange(8, 512))
-@click.option("--proxy-width", default=ProxyRecipe.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier.")
-@click.option("--subset", default=ProxyRecipe.subset, show_default=True, type=click.IntRange(16), help="Training images (plus a quarter as many held out).")
-@click.option("--proxy-batch-size", default=ProxyRecipe.batch_size, show_default=True, type=click.IntRange(1))
-@click.option("--proxy-lr", default=ProxyRecipe.lr, show_default=True, type=click.FloatRange(0, min_open=True))
+@recipe_options("proxy", ProxyRecipe())
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
 @click.option("--max-memory-per-trial", callback=_bytes, help="Host memory a trial may allocate (500M, 4G); beyond it the trial fails as out of memory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
 def search(budget, space_file, data, storage, study_name, trials, time_limit, seed, sampler, scheduler, address,
-           cpus_per_trial, gpus_per_trial, max_concurrent, proxy_epochs, proxy_resolution, proxy_width, subset,
-           proxy_batch_size, proxy_lr, baselines, artifact_dir, max_memory_per_trial, as_json):
+           cpus_per_trial, gpus_per_trial, max_concurrent, baselines, artifact_dir, max_memory_per_trial, as_json,
+           **recipe):
     """Search the space for the best proxy top-1 per MACs within --budget.
 
     An Optuna multi-objective study (maximise proxy top-1, minimise MACs) in the storage; Ray Tune
@@ -298,10 +336,7 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
     from .search import SearchOptions, run_search
     from .summary import print_search_summary
 
-    recipe = ProxyRecipe(
-        epochs=proxy_epochs, resolution=proxy_resolution, width=proxy_width, subset=subset,
-        val_size=max(64, subset // 4), batch_size=proxy_batch_size, lr=proxy_lr, seed=seed,
-    )
+    recipe = recipe_from(recipe, "proxy", seed)
     opts = SearchOptions(
         budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
         time_limit=time_limit, seed=seed, sampler=sampler, scheduler=scheduler, address=address,
@@ -310,6 +345,87 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
     )
     summary = run_search(opts, console=err if as_json else out)  # --json: progress to stderr, JSON to stdout
     print_search_summary(summary, storage, as_json)
+
+
+# --- nas calibrate ----------------------------------------------------------------------------------------------
+@main.command()
+@budget_option(help="MACs budget of the panel's points.  [default: 4.5G]")
+@click.option("--space", "space_file", help="Space file the panel's points are drawn from.  [default: unified]")
+@click.option("--data", help="As for nas search.  [default: Debian's Fashion-MNIST]")
+@storage_option
+@click.option("--points", default=8, show_default=True, type=click.IntRange(0), help="Points drawn within the budget, beside the presets (convolution-like, attention and hybrid alike).")
+@click.option("--presets/--no-presets", default=True, show_default=True, help="Put the in-budget presets in the panel.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the panel and of the first training.")
+@recipe_options("proxy", ProxyRecipe(seeds=2))
+@recipe_options("reference", REFERENCE_RECIPE)
+@click.option("--address", help="Join an existing Ray cluster.  [default: local Ray]")
+@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1))
+@click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).")
+@click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def calibrate(budget, space_file, data, storage, points, presets, seed, address, cpus_per_trial, gpus_per_trial,
+              max_concurrent, as_json, **recipes):
+    """How far the proxy recipe's scores can be trusted, measured on a panel of architectures.
+
+    The panel is trained by the proxy recipe with --proxy-seeds seeds (2 or more) and by the stronger
+    reference recipe, each run its own study in the storage. Prints the seed-to-seed rank agreement and
+    noise, the agreement with the reference and with the papers' ImageNet top-1 (beside MACs alone), each
+    recipe's cost and the choices the proxy cannot see. Searches with the same recipe and data show it.
+    """
+    from searchspace import parse_macs
+
+    from .calibrate import CalibrateOptions
+    from .calibrate import calibrate as run_calibration
+    from .summary import print_calibration
+
+    proxy = recipe_from(recipes, "proxy", seed)
+    reference = recipe_from(recipes, "reference", seed)
+    opts = CalibrateOptions(
+        budget=budget or parse_macs("4.5G"), space=space_file, data=data, storage=storage, points=points, presets=presets,
+        seed=seed, proxy=replace(proxy, seeds=1), proxy_seeds=proxy.seeds, reference=replace(reference, seeds=1),
+        reference_seeds=reference.seeds, address=address, cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
+    )
+    figures = run_calibration(opts, console=err if as_json else out)
+    if as_json:
+        return emit_json(figures)
+    print_calibration(figures)
+
+
+@main.command()
+@click.option("--study", "study_name", help="The search to confirm.  [default: the storage's only study]")
+@storage_option
+@click.option("--data", help="The search's data (ImageFolder, CIFAR-10 or IDX folder).  [default: Debian's Fashion-MNIST]")
+@click.option("--presets/--no-presets", default=True, show_default=True, help="Re-train the in-budget presets beside the front.")
+@recipe_options("reference", replace(REFERENCE_RECIPE, seeds=2))
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the first training.")
+@click.option("--address", help="Join an existing Ray cluster.  [default: local Ray]")
+@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1))
+@click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).")
+@click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the confirmation as JSON.")
+def confirm(study_name, storage, data, presets, seed, address, cpus_per_trial, gpus_per_trial, max_concurrent, as_json, **recipe):
+    """Re-train a search's front and the in-budget presets at a higher fidelity, with several seeds.
+
+    Each seed is a study of its own beside the search. A front point is confirmed when no point of that
+    panel with no more MACs beats it at the higher fidelity by more than twice the noise; nas pareto, the
+    report and the dashboard show which are.
+    """
+    from .calibrate import ConfirmOptions
+    from .calibrate import confirm as run_confirm
+    from .study import load_study
+    from .summary import Results
+
+    reference = recipe_from(recipe, "reference", seed)
+    opts = ConfirmOptions(
+        study=study_name, storage=storage, data=data, recipe=replace(reference, seeds=1), seeds=reference.seeds,
+        presets=presets, address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+        max_concurrent=max_concurrent,
+    )
+    result = run_confirm(opts, console=err if as_json else out)
+    if as_json:
+        return emit_json(result)
+    Results.of(load_study(storage, study_name)).print()
 
 
 # --- results ------------------------------------------------------------------------------------------------
@@ -358,24 +474,17 @@ def studies(storage, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the front as CSV.")
 def pareto(study_name, storage, as_json, as_csv):
-    """The Pareto front of a study, and the presets it beats."""
-    from dashboards import dominance_report, pareto_frame
-
-    from .summary import print_front
+    """The Pareto front of a study with its noise (and confirmation), and the seed networks it beats beyond the noise."""
     from .study import load_study
+    from .summary import Results
 
     study = load_study(storage, study_name)
-    front = pareto_frame(study)
+    results = Results.of(study)
     if as_csv:
-        return click.echo(front.to_csv(index=False), nl=False)
-    dominated = dominance_report(study)
+        return click.echo(results.front.to_csv(index=False), nl=False)
     if as_json:
-        return emit_json({"study": study.study_name, "front": front.to_dict(orient="records"), "dominated_presets": dominated})
-    print_front(front)
-    if dominated:
-        out.print("\nthe front beats these seed networks:")
-        for d in dominated:
-            out.print(f"  {d['text']}", markup=False)
+        return emit_json({"study": study.study_name, **results.as_json()})
+    results.print()
 
 
 @main.command()

@@ -19,7 +19,7 @@ def _width() -> int | None:
     return None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 160))
 
 
-out = Console(highlight=False, width=_width())
+out = Console(highlight=False, width=_width(), soft_wrap=True)  # long lines stay whole for grep and scripts
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

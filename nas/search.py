@@ -19,7 +19,9 @@ from pathlib import Path
 
 import optuna
 
-from searchspace import NasError, SearchSpace, count, format_budget, format_macs, load_space, preset, preset_names
+from dashboards.calibration import calibration_for, summary_line
+from searchspace import NasError, SearchSpace, count, feature_sizes, format_budget, format_macs, load_space, preset, preset_names
+from searchspace.collapse import collapsed_axes
 from trials import ProxyRecipe, data_name, load_proxy_data
 
 from .study import (
@@ -52,6 +54,9 @@ class SearchOptions:
     max_concurrent: int | None = None
     recipe: ProxyRecipe = field(default_factory=ProxyRecipe)
     baselines: bool = False
+    queue: list = field(default_factory=list)  # specs to train first (a calibration's panel ...)
+    draws: bool = True  # False: train the queue only, never a point the sampler draws
+    role: str = "search"  # what the study is for (trials.record.STUDY_ROLE)
     artifact_dir: str = "nas-artifacts"
     max_memory_per_trial: int | None = None  # bytes a trial may allocate beyond what its process holds
 
@@ -86,25 +91,37 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     name = opts.study_name or f"{space.name}-{format_budget(opts.budget)}-{data_name(opts.data)}"
     sampler = make_sampler(opts.sampler, opts.seed, opts.trials)
     with storage_errors(opts.storage):
-        study, resumed = open_search_study(storage, name, space, opts.budget, data_name(opts.data), opts.recipe)
+        study, resumed = open_search_study(storage, name, space, opts.budget, data_name(opts.data), opts.recipe, opts.role)
         stale = fail_stale_trials(study)
     r = opts.recipe
     data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed)
-    baselines = []
+    baselines = list(opts.queue)
     if opts.baselines:
-        baselines = [preset(n) for n in preset_names() if count(preset(n)).macs <= opts.budget]
+        baselines += [preset(n) for n in preset_names() if count(preset(n)).macs <= opts.budget]
     say(f"study {study.study_name!r} in {masked(opts.storage)} ({'resumed, ' + str(len(study.trials)) + ' trials' if resumed else 'new'})")
     if stale:
         say(f"failed {len(stale)} trials left running by a stopped search (re-queued): {stale}")
     say(f"space {space.name}: {space.cardinality():.2e} points, cheapest {format_macs(cost.macs)}; budget {format_macs(opts.budget)} MACs")
     say(f"data {data.describe()}")
-    say(
-        f"proxy: {r.epochs} epochs at {r.resolution}px (stem stride {r.stem_stride}), width x{r.width}, "
-        f"batch {r.batch_size}, lr {r.lr}, seed {r.seed}"
-    )
-    if baselines:
-        say(f"baselines first: {', '.join(s.name for s in baselines)}")
+    say(f"{'proxy' if opts.role == 'search' else opts.role} recipe: {describe(r)}")
+    if opts.role == "search":
+        blind = [c for c in collapsed_axes(space, r.resolution, r.stem_stride, r.windows) if not c["also_at_full_size"]]
+        if blind:
+            say(f"at these stage maps {len(blind)} choices of the space change nothing the proxy can see (nas calibrate lists them)")
+        say(summary_line(calibration_for(study)))
+    if opts.baselines:
+        say(f"baselines first: {', '.join(s.label for s in baselines[len(opts.queue):])}")
     return Prepared(space, study, sampler, resumed, stale, baselines, data)
+
+
+def describe(r: ProxyRecipe) -> str:
+    """A recipe in one line."""
+    maps = "/".join(str(h) for h, _ in feature_sizes("patch", 4, r.resolution, r.stem_stride))
+    seeds = f", {r.seeds} seeds from {r.seed}" if r.seeds > 1 else f", seed {r.seed}"
+    return (
+        f"{r.epochs} epochs on {r.subset} images at {r.resolution}px (maps {maps}, windows {r.windows}), width x{r.width:g}, "
+        f"batch {r.batch_size}, lr {r.lr:g}{seeds}"
+    )
 
 
 def start_ray(address: str | None, say=print):
@@ -112,6 +129,8 @@ def start_ray(address: str | None, say=print):
     configure_ray_environment(address)
     import ray
 
+    if ray.is_initialized():  # several runs in one process (nas calibrate) share one Ray
+        return ray.cluster_resources()
     start = time.perf_counter()
     try:
         if address:
@@ -180,6 +199,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     searcher = StudySearcher(
         prep.study, prep.space, opts.budget, opts.recipe, opts.trials, prep.baselines, prep.sampler,
         before_complete=lambda trial: attach_config(prep.study, trial, opts.storage, Path(opts.artifact_dir)),
+        draws=opts.draws,
     )
     trainable = tune.with_resources(
         tune.with_parameters(

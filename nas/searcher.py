@@ -83,10 +83,12 @@ class StudySearcher(Searcher):
         baselines: list[ArchSpec] = (),
         sampler: optuna.samplers.BaseSampler | None = None,
         before_complete=None,
+        draws: bool = True,
     ):
         super().__init__(metric=None, mode=None)
         self.study, self.space, self.budget, self.recipe = study, space, budget, recipe
         self.max_trials = max_trials
+        self.draws = draws  # False: only the queue is trained (a calibration's panel)
         self.before_complete = before_complete  # e.g. attach the exported config while the trial is open
         self.tally = Tally()
         self.drafts = DraftStudy(study, sampler or study.sampler)
@@ -105,7 +107,7 @@ class StudySearcher(Searcher):
 
     def proxy_id(self, spec: ArchSpec) -> str:
         """Two specs whose proxy networks are identical share this id: one training scores both."""
-        return spec.id_at(self.recipe.resolution, self.recipe.stem_stride)
+        return self.recipe.proxy_id(spec)
 
     # --- Ray's side ------------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | None:
@@ -113,8 +115,8 @@ class StudySearcher(Searcher):
             return Searcher.FINISHED
         while True:
             trial, spec = self._next_point()
-            if trial is None:
-                self.tally.exhausted = True  # the summary says so; ending the search is the honest answer
+            if trial is None:  # the queue is done, or the sampler found no new point: the summary says which
+                self.tally.exhausted = self.draws
                 return Searcher.FINISHED
             if spec is not None:
                 break
@@ -187,11 +189,16 @@ class StudySearcher(Searcher):
         draws in the draft study until a new in-budget point comes up, and the stored trial takes exactly
         its parameters (PartialFixedSampler) or, for a point outside the space, its spec."""
         self._sync()
+        if not self.draws and not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return None, None
         self.study.sampler = RandomSampler()  # decides nothing: a queued trial fixes its parameters
         trial = self.study.ask()
         self.beat(trial)
         if trial.params or R.SPEC in trial.user_attrs or "fixed_params" in self.study._storage.get_trial_system_attrs(trial._trial_id):
             spec = R.spec_of(trial) or self.space.suggest(trial)
+        elif not self.draws:  # the queue emptied meanwhile (another search took its last point)
+            self._step_back(trial, "not trained: the queue is empty")
+            return None, None
         else:
             draft, spec = self._draw()
             if draft is None:
@@ -288,17 +295,22 @@ class StudySearcher(Searcher):
         return self._ids[t.number]
 
     def _enqueue(self, baselines: list[ArchSpec]) -> None:
-        """The papers' networks first, through Optuna's queue, unless the study has them already."""
+        """Points to train first (the papers' networks, a calibration's panel), through Optuna's queue, unless
+        the study has them already, queued or trained."""
         self._sync()
-        queued = {t.user_attrs.get(R.PRESET) for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        queued = {t.user_attrs.get(R.SPEC_ID) for t in waiting}
         for spec in baselines:
-            name = self._presets.get(spec.id)
-            if name in queued or self.proxy_id(spec) in self._trained:
+            if spec.id in queued or self.proxy_id(spec) in self._trained:
                 continue
+            attrs = {R.SPEC_ID: spec.id}
+            if self._presets.get(spec.id):
+                attrs[R.PRESET] = self._presets[spec.id]
             if self.space.contains(spec):  # a real sample of the space: the sampler sees its parameters
-                self.study.enqueue_trial(self.space.params_of(spec), user_attrs={R.PRESET: name}, skip_if_exists=True)
+                self.study.enqueue_trial(self.space.params_of(spec), user_attrs=attrs, skip_if_exists=True)
             else:  # no parameters to give: the trial carries its spec
-                self.study.enqueue_trial({}, user_attrs={R.PRESET: name, R.SPEC: json.dumps(spec.to_dict(), sort_keys=True)})
+                self.study.enqueue_trial({}, user_attrs={**attrs, R.SPEC: json.dumps(spec.to_dict(), sort_keys=True)})
+            queued.add(spec.id)
 
     def beat(self, trial: optuna.Trial | None = None) -> None:
         """Record a heartbeat for one trial, or for every trial in training (see nas.search._Heartbeat):
@@ -312,7 +324,7 @@ class StudySearcher(Searcher):
 
     @staticmethod
     def _record_metrics(trial: optuna.Trial, result: dict) -> None:
-        for key in (R.PROXY_TOP1, R.PROXY_LOSS, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE):
+        for key in (R.PROXY_TOP1, R.PROXY_TOP1_SE, R.SEED_TOP1, R.PROXY_LOSS, R.TRAIN_LOSS_SUM, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE):
             if result.get(key) is not None:
                 trial.set_user_attr(key, result[key])
         trial.set_user_attr(R.EPOCHS, _epochs_run(result))

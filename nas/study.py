@@ -116,6 +116,7 @@ def open_search_study(
     budget: int,
     data: str,
     recipe: ProxyRecipe,
+    role: str = "search",
 ) -> tuple[optuna.Study, bool]:
     """Create the study, or resume it when it exists and was run with the same space file, budget, data and
     recipe (another recipe would put points of another fidelity on the same front). Returns (study, resumed).
@@ -132,9 +133,13 @@ def open_search_study(
         R.STUDY_SPACE_HASH: space_digest(space),
         R.STUDY_DATA: data,
         R.STUDY_RECIPE: recipe.as_dict(),
+        R.STUDY_RECIPE_KEY: R.recipe_key(recipe, data),
+        R.STUDY_ROLE: role,
     }
     if resumed:
-        stored = study.user_attrs
+        stored = dict(study.user_attrs)
+        if R.STUDY_RECIPE in stored:  # fields added since the study was made take their old behaviour
+            stored[R.STUDY_RECIPE] = R.stored_recipe(study).as_dict()
         checks = ((R.STUDY_SPACE_HASH, "space file"), (R.STUDY_BUDGET, "budget"), (R.STUDY_DATA, "data"), (R.STUDY_RECIPE, "proxy recipe"))
         for key, label in checks:
             if key in stored and stored[key] != wanted[key]:
@@ -148,8 +153,9 @@ def open_search_study(
                     f"study {name!r} was run with {label} {was}, not {now}; one study holds one space, budget, data "
                     "set and fidelity: use the same options or another --study-name"
                 )
-    else:
-        study.set_metric_names(list(R.OBJECTIVES))
+    if not resumed or R.STUDY_RECIPE_KEY not in study.user_attrs:
+        if not resumed:
+            study.set_metric_names(list(R.OBJECTIVES))
         for key, value in wanted.items():
             study.set_user_attr(key, value)
     return study, resumed

@@ -1,8 +1,14 @@
-"""What a user sees after a search: counts, the Pareto front as a table, where the study lives."""
+"""What a user sees of a study: counts, the Pareto front with its noise and confirmation, the dominance report,
+a calibration's figures, where the study lives."""
 
 from __future__ import annotations
 
-from dashboards.front import pareto_frame
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dashboards.calibration import calibration_for, summary_line
+from dashboards.front import dominance_report, pareto_frame
 from searchspace import format_macs, format_params
 from trials import record as R
 
@@ -12,7 +18,7 @@ from .study import load_study, masked
 
 def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None:
     study = load_study(storage_url, summary["study"])
-    front = pareto_frame(study)
+    results = Results.of(study)
     t = summary["tally"]
     counts = {
         "complete": t.complete, "pruned": t.pruned, "failed": t.failed,
@@ -23,8 +29,7 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
         return emit_json(
             {
                 "study": summary["study"], "storage": masked(storage_url), "seconds": round(summary["seconds"], 1),
-                "this_run": counts, "trials_in_study": len(study.trials),
-                "front": front.to_dict(orient="records"),
+                "this_run": counts, "trials_in_study": len(study.trials), **results.as_json(),
             }
         )
     out.print(
@@ -34,23 +39,67 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
     )
     if t.exhausted:
         out.print("the sampler drew no new in-budget point in 500 draws: the space looks exhausted for this budget")
-    print_front(front)
+    results.print()
     url = masked(storage_url)
     out.print(f"\nstudy {summary['study']!r} lives in {url}")
     out.print(f"browse it:  nas dashboard --storage {url}   (or: optuna-dashboard {url})")
 
 
-def print_front(front) -> None:
-    out.print(f"\nPareto front, {len(front)} point{'s' * (len(front) != 1)}: proxy top-1 vs MACs of the full-size network at 224")
-    table(
-        None,
-        ["trial", "id", "preset", "MACs", "params", "proxy top-1"],
-        [
-            (r["number"], r[R.SPEC_ID], r[R.PRESET] if isinstance(r[R.PRESET], str) else "", format_macs(r[R.MACS]), format_params(r[R.PARAMS]), f"{r[R.PROXY_TOP1]:.1f}%")
-            for _, r in front.iterrows()
-        ],
-        right=["trial", "MACs", "params", "proxy top-1"],
-    )
+@dataclass
+class Results:
+    """What a study says, with how far to trust it: the front, its noise, the confirmation, the dominance report."""
+
+    front: pd.DataFrame
+    calibration: dict | None
+    confirmation: dict | None
+    dominance: list[dict]
+
+    @classmethod
+    def of(cls, study) -> "Results":
+        calibration = calibration_for(study)
+        front = pareto_frame(study, calibration)
+        confirmation = study.user_attrs.get(R.STUDY_CONFIRMATION)
+        if confirmation:
+            front["confirmed"] = [confirmation["points"].get(str(n), {}).get("confirmed") for n in front["number"]]
+        return cls(front, calibration, confirmation, dominance_report(study, calibration))
+
+    def as_json(self) -> dict:
+        return {
+            "front": self.front.to_dict(orient="records"), "dominated_presets": self.dominance,
+            "calibration": self.calibration, "confirmation": self.confirmation,
+        }
+
+    def print(self) -> None:
+        front = self.front
+        out.print(f"\nPareto front, {len(front)} point{'s' * (len(front) != 1)}: proxy top-1 vs MACs of the full-size network at 224")
+        columns = ["trial", "id", "preset", "MACs", "params", "proxy top-1"] + (["confirmed"] if self.confirmation else [])
+        table(
+            None,
+            columns,
+            [
+                (r["number"], r[R.SPEC_ID], r[R.PRESET] if isinstance(r[R.PRESET], str) else "", format_macs(r[R.MACS]),
+                 format_params(r[R.PARAMS]), _score(r[R.PROXY_TOP1], r[R.PROXY_TOP1_SE]))
+                + ((_confirmed(r.get("confirmed")),) if self.confirmation else ())
+                for _, r in front.iterrows()
+            ],
+            right=["trial", "MACs", "params", "proxy top-1"],
+        )
+        out.print(summary_line(self.calibration), markup=False)
+        if self.confirmation:
+            c = self.confirmation
+            out.print(f"confirmed at {c['recipe_text']} with {c['seeds']} seeds: {c['confirmed']} of {c['front']} front points", markup=False)
+        if self.dominance:
+            out.print("\nthe front against the seed networks (\"beats\" only beyond twice the noise):")
+            for d in self.dominance:
+                out.print(f"  {d['text']}", markup=False)
+
+
+def _score(top1: float, se) -> str:
+    return f"{top1:.1f}%" if se is None or pd.isna(se) else f"{top1:.1f} ± {se:.1f}%"
+
+
+def _confirmed(value) -> str:
+    return "yes" if value is True else "no" if value is False else "-"
 
 
 def not_trained(tally) -> str:
@@ -59,3 +108,43 @@ def not_trained(tally) -> str:
     if tally.twins:
         parts.append(f"{tally.twins} proxy twins")
     return ", ".join(parts) + " drawn, not trained"
+
+
+def _agreement(a: dict | None) -> str:
+    if not a:
+        return "-"
+    ci = a.get("tau_ci")
+    return f"tau {a['tau']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "") + f", Spearman {a['spearman']:+.2f} (n={a['n']})"
+
+
+def print_calibration(c: dict) -> None:
+    """A calibration's figures as a table for people (dashboards.calibration.figures)."""
+    rows = []
+    if "seed_to_seed" in c:
+        s = c["seed_to_seed"]
+        ci = s.get("tau_ci")
+        rows.append(("seed to seed", f"tau {s['tau']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "") + f", Spearman {s['spearman']:+.2f} ({s['seeds']} seeds)"))
+    if "noise" in c:
+        n = c["noise"]
+        rows.append(("noise of one score", f"std {n['pooled_std']:.2f} top-1; seeds differ by {n['mean_abs_difference']:.2f} on average, "
+                     f"{n['largest_difference']:.2f} at most ({n['worst_point']})"))
+    ref = c.get("against_reference", {})
+    for key, label in (("proxy_top1", "proxy top-1 vs reference"), ("proxy_sotl", "proxy SoTL vs reference"), ("macs_only", "MACs alone vs reference")):
+        if key in ref:
+            rows.append((label, _agreement(ref[key])))
+    paper = c.get("against_published", {})
+    if paper:
+        a = paper["all"]
+        rows.append(("vs papers' top-1", f"proxy tau {a['proxy']:+.2f}" + (f", reference {a['reference']:+.2f}" if "reference" in a else "")
+                     + f", MACs alone {a['macs_only']:+.2f} ({len(a['presets'])} presets)"))
+        for g in paper.get("similar_macs", []):
+            rows.append(("  similar MACs", f"proxy tau {g['proxy']:+.2f}" + (f", reference {g['reference']:+.2f}" if "reference" in g else "")
+                         + f", MACs alone {g['macs_only']:+.2f} ({', '.join(g['presets'])})"))
+    for role, cost in c.get("cost", {}).items():
+        rows.append((f"cost, {role}", f"{cost['seconds_per_trial']:.1f} s per trial ({cost['trials']} trials)"))
+    proxy_only = [r for r in c.get("collapsed", []) if not r["also_at_full_size"]]
+    rows.append(("choices the proxy cannot see", f"{len(proxy_only)} (and {len(c.get('collapsed', [])) - len(proxy_only)} that 224 px cannot see either)"))
+    out.print(f"calibration of the proxy recipe on {c['points']} points ({c.get('data', '?')}); Kendall tau with 95% intervals")
+    table(None, ["figure", "value"], rows)
+    for r in proxy_only:
+        out.print(f"  stage {r['stage']} {r['section']} {r['dimension']} {r['value']}: {r['what']}", markup=False)

@@ -16,14 +16,14 @@ def proxy_trial(
     from ray import tune
 
     from searchspace import ArchSpec, count
-    from trials import ProxyRecipe, failure_reason, memory_cap, train_proxy
+    from trials import ProxyRecipe, failure_reason, memory_cap, train_seeds
 
     torch.set_num_threads(threads)  # the trial's share of the CPUs, not all of them
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     spec = ArchSpec.model_validate(config["spec"])
     macs = count(spec).macs  # of the full-size network: the study's second objective, fixed per trial
     with memory_cap(memory_limit):
-        results = train_proxy(spec, data, ProxyRecipe(**recipe), device, evaluations_per_epoch)
+        results = train_seeds(spec, data, ProxyRecipe(**recipe), device, evaluations_per_epoch)
         while True:
             try:
                 result = next(results)

@@ -101,3 +101,36 @@ def digest(data: dict) -> str:
     """A short stable id of a mapping (sorted-key JSON, blake2b, 10 hex digits)."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(text.encode(), digest_size=5).hexdigest()
+
+
+# --- a proxy's geometry: smaller maps, and what windows do on them -----------------------------------------
+# 'clamp': windows and halo blocks keep their size and clamp to maps smaller than them (as at any input size);
+# 'keep': they shrink with the maps so that each stage keeps its full-size number of windows per side.
+WINDOW_RULES = ("clamp", "keep")
+
+
+def proxy_window(kernel: int, full: int, proxy: int, rule: str) -> int:
+    """The side of a window (or halo block) on a proxy map of side `proxy`, for a full-size map of side `full`."""
+    if rule == "clamp":
+        return kernel
+    windows = blocks(full, min(kernel, full))  # windows per side at full size
+    return max(1, -(-proxy // windows))
+
+
+def proxy_geometry(spec, img_size, stem_stride: int, rule: str, full_size: int = 224):
+    """`spec` with its windows, halo blocks and halos sized for the proxy's maps by `rule` (unchanged for
+    'clamp'). Sliding and deformable kernels keep their size: a kernel of 1 would mix no positions."""
+    if rule == "clamp":
+        return spec
+    data = spec.to_dict()
+    full = feature_sizes(spec.stem, len(spec.stages), full_size, 4)
+    proxy = feature_sizes(spec.stem, len(spec.stages), img_size, stem_stride)
+    for stage, (fh, _), (ph, _) in zip(data["stages"], full, proxy):
+        for key in ("mixer", "second_mixer"):
+            mixer = stage.get(key)
+            if mixer and mixer["connectivity"] in ("window", "halo"):
+                kernel = mixer["kernel"]
+                mixer["kernel"] = proxy_window(kernel, fh, ph, rule)
+                if "halo" in mixer:
+                    mixer["halo"] = max(1, round(mixer["halo"] * mixer["kernel"] / min(kernel, fh)))
+    return type(spec).model_validate(data)

@@ -10,6 +10,18 @@ def _seeded():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session")
+def proxy_data_dir(tmp_path_factory):
+    """The default data's folder: Debian's Fashion-MNIST where the package is installed, otherwise a learnable
+    synthetic stand-in in the same IDX format (so no test depends on a system package to run)."""
+    from datalib import fashion_like
+    from trials.data import DEBIAN_FASHION_MNIST
+
+    if DEBIAN_FASHION_MNIST.exists():
+        return DEBIAN_FASHION_MNIST
+    return fashion_like(tmp_path_factory.mktemp("data") / "fashion-mnist")
+
+
 @pytest.fixture
 def results_study(tmp_path):
     """A finished study in a SQLite file, written by the real searcher with chosen scores: four searched

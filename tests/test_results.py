@@ -40,10 +40,38 @@ def test_pareto_gives_the_front_and_which_presets_it_beats(results_study):
     assert front and all({"number", "spec_id", "preset", "macs", "params", "proxy_top1"} <= set(p) for p in front)
     macs = [p["macs"] for p in front]
     assert macs == sorted(macs) and [p["proxy_top1"] for p in front] == sorted(p["proxy_top1"] for p in front)
-    (beaten,) = [d for d in data["dominated_presets"] if d["preset"] == "swin_t"]
-    assert beaten["text"].startswith(f"trial {beaten['beaten_by']} beats swin_t: +") and "GMACs" in beaten["text"]
+    (against,) = [d for d in data["dominated_presets"] if d["preset"] == "swin_t"]
+    # no calibration and a single seed: the gain is printed, but never called a win
+    assert against["verdict"] == "noise not measured" and "beats" not in against["text"]
+    assert against["text"].startswith(f"trial {against['front_trial']} scores +40.0 top-1 over swin_t") and "GMACs" in against["text"]
     csv = run("pareto", "--storage", url, "--csv").output.splitlines()
-    assert csv[0] == "number,spec_id,preset,macs,params,proxy_top1" and len(csv) == len(front) + 1
+    assert csv[0] == "number,spec_id,preset,macs,params,proxy_top1,proxy_top1_se" and len(csv) == len(front) + 1
+
+
+def calibrate_with_noise(study, url, std):
+    """A calibration run of the study's recipe and data whose figures give one score's noise `std`."""
+    import optuna
+
+    from trials import record as R
+
+    run_study = optuna.create_study(study_name=f"calibration-{std}", storage=url)
+    run_study.set_user_attr(R.STUDY_RECIPE_KEY, study.user_attrs[R.STUDY_RECIPE_KEY])
+    run_study.set_user_attr(R.STUDY_CALIBRATION, {"created": f"2026-01-0{int(std) % 9 + 1}", "points": 12, "noise": {"pooled_std": std}})
+
+
+@pytest.mark.parametrize("std, verdict", [(30.0, "within noise of"), (5.0, "beats")])
+def test_a_margin_inside_the_measured_noise_is_never_called_beats(results_study, std, verdict):
+    # swin_t scored 40.0, the front's best point at no more MACs 80.0: a gain of 40 top-1 points. With one
+    # score's noise at 30 the difference's standard error is 42 and twice that is 85: within noise.
+    url, study = results_study
+    calibrate_with_noise(study, url, std)
+    data = json.loads(run("pareto", "--storage", url, "--study", study.study_name, "--json").output)
+    (against,) = [d for d in data["dominated_presets"] if d["preset"] == "swin_t"]
+    assert against["verdict"] == verdict and against["noise_margin"] == pytest.approx(2 * std * 2**0.5, abs=0.01)
+    assert (" beats swin_t" in against["text"]) == (verdict == "beats")
+    assert all(p["proxy_top1_se"] == std for p in data["front"]) and data["calibration"]["noise"]["pooled_std"] == std
+    text = run("pareto", "--storage", url, "--study", study.study_name).output
+    assert f"± {std:.1f}%" in text and "one score's noise" in text
 
 
 def test_an_exported_config_builds_the_same_network_here_and_through_timm(results_study, tmp_path):
@@ -131,7 +159,12 @@ def test_the_report_renders_the_front_presets_budget_and_buckets(results_study, 
     html = out.read_text()
     assert study.study_name in html and "Pareto front" in html and "Hypervolume over trials" in html
     assert "swin_t" in html and "budget 4.5G" in html and "Best architecture per MACs bucket" in html
-    assert "beats swin_t" in html and "stage 1:" in html and "plotly" in html
+    assert "scores +40.0 top-1 over swin_t" in html and "noise not measured" in html and "beats swin_t" not in html
+    assert "stage 1:" in html and "plotly" in html and "proxy not calibrated" in html
+    calibrate_with_noise(study, url, 5.0)
+    run("report", "--storage", url, "--study", study.study_name, "-o", str(out))
+    html = out.read_text()
+    assert "beats swin_t" in html and "one score&#39;s noise 5.0" in html
 
 
 def png_size(path: Path) -> tuple[int, int]:

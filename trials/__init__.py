@@ -4,7 +4,7 @@ Imports searchspace (and torch, timm, torchvision, optuna); never dashboards or 
 """
 
 from .data import DEFAULT_DATA, ProxyData, data_name, load_proxy_data
-from .train import ProxyRecipe, ProxyResult, TrialFailed, failure_reason, memory_cap, pick_device, train_proxy
+from .train import ProxyRecipe, ProxyResult, TrialFailed, failure_reason, memory_cap, pick_device, train_proxy, train_seeds
 from .zero_cost import zero_cost_scores
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "memory_cap",
     "pick_device",
     "train_proxy",
+    "train_seeds",
     "zero_cost_scores",
 ]

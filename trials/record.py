@@ -1,7 +1,7 @@
 """What a trial stores in the study, and under which names.
 
 The study is the single source of truth: these user attributes are the record of every trial.
-Imports optuna and searchspace only.
+Imports optuna, searchspace and the proxy recipe only.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import json
 import optuna
 
 from searchspace import ArchSpec
+from searchspace.geometry import digest
+
+from .train import ProxyRecipe
 
 # User attributes of a trial.
 SPEC = "spec"  # the architecture, canonical JSON
@@ -19,8 +22,11 @@ PROXY_ID = "proxy_id"  # the proxy network (ArchSpec.id_at the recipe's geometry
 PARAMS = "params"  # of the full-size network at 224, 1000 classes
 MACS = "macs"
 PRESET = "preset"  # the seed network's name when the point is one
-PROXY_TOP1 = "proxy_top1"  # held-out top-1 (%) of the proxy at its last evaluation
+PROXY_TOP1 = "proxy_top1"  # held-out top-1 (%) of the proxy at its last evaluation (the seeds' mean)
+PROXY_TOP1_SE = "proxy_top1_se"  # its standard error over the recipe's seeds (2 or more)
+SEED_TOP1 = "seed_top1"  # each seed's top-1
 PROXY_LOSS = "proxy_loss"
+TRAIN_LOSS_SUM = "train_loss_sum"  # the sum of the epochs' mean training losses (SoTL)
 EPOCHS = "epochs"  # epochs run by then: 1.5 for a trial stopped half-way through its second epoch
 TRAIN_SECONDS = "train_seconds"
 IMAGES_PER_SECOND = "images_per_second"
@@ -43,8 +49,27 @@ STUDY_SPACE = "space"
 STUDY_SPACE_HASH = "space_sha256"
 STUDY_DATA = "data"
 STUDY_RECIPE = "proxy_recipe"
+STUDY_RECIPE_KEY = "recipe_key"  # digest of the recipe's fidelity (ProxyRecipe.key) and the data: what a calibration holds for
+STUDY_ROLE = "role"  # "search", or a calibration's "proxy" / "reference" run, or "confirm"
+STUDY_CALIBRATION = "calibration"  # on a calibration's runs: the figures (see dashboards.calibration)
+STUDY_CONFIRMATION = "confirmation"  # on a search: its front re-trained at a higher fidelity (nas confirm)
+STUDY_CONFIRMS = "confirms"  # on a confirmation's runs: the search they confirm
 
 
 def spec_of(trial: optuna.trial.FrozenTrial) -> ArchSpec | None:
     text = trial.user_attrs.get(SPEC)
     return ArchSpec.model_validate(json.loads(text)) if text else None
+
+
+def recipe_key(recipe: ProxyRecipe, data: str) -> str:
+    """One fidelity: the recipe but its seeds, on one data set. A calibration holds for the studies that share it."""
+    return digest({**recipe.key, "data": data})
+
+
+def stored_recipe(study: optuna.Study) -> ProxyRecipe | None:
+    """The recipe a study was run with; fields added since default to what older versions did."""
+    stored = study.user_attrs.get(STUDY_RECIPE)
+    if not stored:
+        return None
+    known = ProxyRecipe.__dataclass_fields__
+    return ProxyRecipe(**{k: v for k, v in stored.items() if k in known})

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterator
 
 import torch
@@ -22,14 +23,23 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch import Tensor
 
-from searchspace import ArchSpec, build_model, feature_sizes
+from searchspace import ArchSpec, NasError, build_model, feature_sizes
+from searchspace.geometry import WINDOW_RULES, proxy_geometry
 
 from .data import ProxyData
 
 
 @dataclass(frozen=True)
 class ProxyRecipe:
-    """How a point is scored. Every trial of a study uses the same recipe (one fidelity per front)."""
+    """How a point is scored. Every trial of a study uses the same recipe (one fidelity per front).
+
+    `stem_stride` (default: the largest of 4, 2, 1 that leaves the last of 4 stages at least 2x2: Swin's
+    4 at 224, 2 at 28 px, so the maps are 14/7/4/2, a quarter of 56/28/14/7) sets the stage maps.
+    `windows`: how windows and halo blocks meet the smaller maps (geometry.WINDOW_RULES): 'clamp' keeps
+    their size (a 7x7 window covers the 7/4/2 maps of stages 2-4, where it is global attention and a
+    shift changes nothing); 'keep' scales them so each stage keeps its full-size number of windows.
+    `seeds`: trainings per point (seeds seed, seed+1, ...; same data), scored by their mean top-1.
+    """
 
     epochs: int = 2
     resolution: int = 28
@@ -42,18 +52,38 @@ class ProxyRecipe:
     warmup_epochs: float = 0.25
     label_smoothing: float = 0.1
     seed: int = 0
+    seeds: int = 1
+    stem_stride: int | None = None
+    windows: str = "clamp"
 
-    @property
-    def stem_stride(self) -> int:
-        """The largest stem stride (4, 2, 1) that leaves the last of 4 stages at least 2x2: at 224 it is
-        Swin's 4; at 28 it is 2, so the maps are 14/7/4/2 (a quarter of 56/28/14/7) instead of 7/4/2/1."""
-        for stride in (4, 2, 1):
-            if feature_sizes("patch", 4, self.resolution, stride)[-1][0] >= 2:
-                return stride
-        return 1
+    def __post_init__(self):
+        if self.stem_stride is None:
+            stride = next((s for s in (4, 2, 1) if feature_sizes("patch", 4, self.resolution, s)[-1][0] >= 2), 1)
+            object.__setattr__(self, "stem_stride", stride)
+        if self.windows not in WINDOW_RULES:
+            raise NasError(f"windows {self.windows!r}: not a window rule (rules: {', '.join(WINDOW_RULES)})")
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def key(self) -> dict:
+        """What makes two recipes one fidelity: everything but the seeds."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("seed", "seeds")}
+
+    def proxy_spec(self, spec: ArchSpec) -> ArchSpec:
+        """The architecture this recipe trains: `spec` at the recipe's width, windows per its rule."""
+        return proxy_geometry(spec.scaled(self.width), self.resolution, self.stem_stride, self.windows)
+
+    def proxy_id(self, spec: ArchSpec) -> str:
+        """Specs whose proxy networks are identical share this id, so one training scores them all."""
+        return self.proxy_spec(spec).id_at(self.resolution, self.stem_stride)
+
+
+# The reference nas calibrate and nas confirm train by default: stronger on every axis the default proxy cuts
+# (maps 28/14/7/4 with the full-size number of windows per stage, 2.5x the images, twice the epochs, three
+# times the held-out images): about 20x a default proxy trial.
+REFERENCE_RECIPE = ProxyRecipe(epochs=4, subset=5000, val_size=1500, stem_stride=1, windows="keep")
 
 
 class TrialFailed(Exception):
@@ -70,12 +100,15 @@ class ProxyResult:
     proxy_top1: float
     proxy_loss: float
     train_loss: float
+    train_loss_sum: float  # the mean training loss of every epoch so far, summed (Ru et al.'s SoTL)
     train_seconds: float
     images_per_second: float
     device: str
+    proxy_top1_se: float | None = None  # standard error of the mean top-1 over the recipe's seeds
+    seed_top1: list[float] | None = None  # each seed's top-1
 
     def metrics(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def pick_device(prefer_cuda: bool = True) -> str:
@@ -88,9 +121,9 @@ def seed_everything(seed: int) -> None:
 
 
 def proxy_model(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe) -> torch.nn.Module:
-    """The network a recipe scores: `spec` at the recipe's width, resolution and stem stride (on the CPU)."""
+    """The network a recipe scores: `spec` at the recipe's width, windows, resolution and stem stride (on the CPU)."""
     return build_model(
-        spec.scaled(recipe.width),
+        recipe.proxy_spec(spec),
         num_classes=data.num_classes,
         img_size=recipe.resolution,
         in_chans=data.channels,
@@ -141,7 +174,7 @@ def train_proxy(
 
     # the steps after which an epoch is evaluated: evenly spaced, the last one ending the epoch
     ends = sorted({math.ceil(steps_per_epoch * k / evaluations_per_epoch) for k in range(1, evaluations_per_epoch + 1)})
-    seconds, updates = 0.0, 0
+    seconds, updates, losses = 0.0, 0, 0.0
     for epoch in range(1, recipe.epochs + 1):
         permutation = torch.randperm(len(train_y), generator=order).to(device)
         flips = torch.rand(len(train_y), generator=order).to(device) < 0.5
@@ -176,10 +209,40 @@ def train_proxy(
                 proxy_top1=top1,
                 proxy_loss=val_loss,
                 train_loss=total_loss / seen,
+                train_loss_sum=losses + total_loss / seen,
                 train_seconds=seconds,
                 images_per_second=(images * (epoch - 1) + seen) / seconds,
                 device=device if device == "cpu" else torch.cuda.get_device_name(),
             )
+        losses += total_loss / seen
+
+
+def train_seeds(
+    spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: str = "cpu", evaluations_per_epoch: int = 1
+) -> Iterator[ProxyResult]:
+    """`recipe.seeds` trainings of `spec` (seeds recipe.seed, recipe.seed + 1, ...: other initial weights and
+    batch order, the same data) in lockstep, so a scheduler can judge them together: each result is their
+    mean, with the standard error of the mean top-1 and each seed's top-1. One seed: train_proxy's results."""
+    if recipe.seeds == 1:
+        yield from train_proxy(spec, data, recipe, device, evaluations_per_epoch)
+        return
+    runs = [train_proxy(spec, data, replace(recipe, seed=recipe.seed + i, seeds=1), device, evaluations_per_epoch) for i in range(recipe.seeds)]
+    for results in zip(*runs):
+        top1 = [r.proxy_top1 for r in results]
+        first = results[0]
+        yield ProxyResult(
+            epoch=first.epoch,
+            progress=first.progress,
+            proxy_top1=statistics.fmean(top1),
+            proxy_loss=statistics.fmean(r.proxy_loss for r in results),
+            train_loss=statistics.fmean(r.train_loss for r in results),
+            train_loss_sum=statistics.fmean(r.train_loss_sum for r in results),
+            train_seconds=sum(r.train_seconds for r in results),
+            images_per_second=len(results) / sum(1 / r.images_per_second for r in results),
+            device=first.device,
+            proxy_top1_se=statistics.stdev(top1) / math.sqrt(len(top1)),
+            seed_top1=top1,
+        )
 
 
 @torch.no_grad()

@@ -1,0 +1,181 @@
+"""How far a proxy score can be trusted: rank agreement between seeds, with a stronger reference recipe and
+with the papers, and the noise of one score (DESIGN §3, "proxy fidelity is measured, not assumed").
+
+Pure statistics over the trials of a calibration's runs (one study per recipe and seed), and the lookup of
+the calibration that holds for a study. Reads studies through trials' record; never imports nas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import warnings
+
+import numpy as np
+import optuna
+import pandas as pd
+from scipy import stats
+
+from searchspace import published
+from trials import record as R
+
+BOOTSTRAP = 2000  # resamples of the panel for each interval
+SIMILAR_MACS = 1.5  # presets within this factor of each other's MACs are compared among themselves
+
+
+def runs_frame(studies: list[optuna.Study]) -> pd.DataFrame:
+    """One row per fully trained point of each run: role, seed, point id, preset, MACs, scores, seconds."""
+    rows = []
+    for study in studies:
+        recipe = R.stored_recipe(study)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            a = t.user_attrs
+            rows.append(
+                {
+                    "role": study.user_attrs.get(R.STUDY_ROLE), "seed": recipe.seed, "point": a[R.SPEC_ID],
+                    "preset": a.get(R.PRESET), "macs": a[R.MACS], "top1": t.values[0],
+                    "sotl": a.get(R.TRAIN_LOSS_SUM), "seconds": a.get(R.TRAIN_SECONDS),
+                }
+            )
+    return pd.DataFrame(rows, columns=["role", "seed", "point", "preset", "macs", "top1", "sotl", "seconds"])
+
+
+def _tau(x, y) -> float:
+    with warnings.catch_warnings():  # constant scores: undefined, NaN, and said so by the callers
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.kendalltau(x, y).statistic)
+
+
+def _rho(x, y) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.spearmanr(x, y).statistic)
+
+
+def agreement(x, y, seed: int = 0) -> dict:
+    """Kendall tau and Spearman rho of two scorings of the same points, each with a 95% percentile interval
+    from resampling the points. By hand, not scipy.stats.bootstrap: a resample of a small panel can hold
+    ties only, where a rank correlation is undefined; those resamples are left out instead of failing."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    out = {"n": len(x), "tau": _tau(x, y), "spearman": _rho(x, y)}
+    rng = np.random.default_rng(seed)
+    taus, rhos = [], []
+    for _ in range(BOOTSTRAP if len(x) > 2 else 0):
+        i = rng.integers(0, len(x), len(x))
+        tau, rho = _tau(x[i], y[i]), _rho(x[i], y[i])
+        if not (math.isnan(tau) or math.isnan(rho)):
+            taus.append(tau)
+            rhos.append(rho)
+    for name, values in (("tau", taus), ("spearman", rhos)):
+        out[f"{name}_ci"] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if values else None
+    return out
+
+
+def similar_macs_groups(macs: dict[str, float]) -> list[list[str]]:
+    """Presets split where the next one needs more than SIMILAR_MACS times the MACs (groups of 3 or more)."""
+    ordered = sorted(macs, key=macs.get)
+    groups, current = [], ordered[:1]
+    for name in ordered[1:]:
+        if macs[name] > SIMILAR_MACS * macs[current[0]]:
+            groups.append(current)
+            current = []
+        current.append(name)
+    groups.append(current)
+    return [g for g in groups if len(g) >= 3]
+
+
+def figures(frame: pd.DataFrame, collapsed: list[dict] | None = None) -> dict:
+    """Every figure of a calibration from `runs_frame` of its proxy and reference runs."""
+    proxy = frame[frame.role == "proxy"].pivot_table(index="point", columns="seed", values="top1")
+    reference = frame[frame.role == "reference"].groupby("point").top1.mean()
+    points = frame.drop_duplicates("point").set_index("point")
+    out: dict = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "points": len(points)}
+
+    # seed to seed: every pair of seeds on the points both trained
+    pairs = [agreement(*proxy[[a, b]].dropna().T.values) for a, b in itertools.combinations(proxy.columns, 2)]
+    if pairs:
+        out["seed_to_seed"] = {
+            "seeds": len(proxy.columns), "pairs": len(pairs),
+            **{k: float(np.mean([p[k] for p in pairs])) for k in ("tau", "spearman")},
+            "tau_ci": pairs[0]["tau_ci"] if len(pairs) == 1 else None,
+        }
+        spread = proxy.dropna().std(axis=1, ddof=1)
+        out["noise"] = {
+            "pooled_std": float(np.sqrt((spread**2).mean())),  # one score's standard deviation between seeds
+            "mean_abs_difference": float((proxy.dropna().max(axis=1) - proxy.dropna().min(axis=1)).mean()),
+            "largest_difference": float((proxy.dropna().max(axis=1) - proxy.dropna().min(axis=1)).max()),
+            "worst_point": str((proxy.dropna().max(axis=1) - proxy.dropna().min(axis=1)).idxmax()),
+        }
+    mean_proxy = proxy.mean(axis=1)
+    both = pd.concat([mean_proxy.rename("proxy"), reference.rename("reference"), points.macs], axis=1).dropna()
+    if len(both) > 2:
+        sotl = -frame[frame.role == "proxy"].groupby("point").sotl.mean().reindex(both.index)
+        out["against_reference"] = {
+            "proxy_top1": agreement(both.proxy, both.reference),
+            "proxy_sotl": agreement(sotl, both.reference) if sotl.notna().all() else None,
+            "macs_only": agreement(both.macs, both.reference),
+        }
+    out["against_published"] = published_agreement(points, mean_proxy, reference)
+    out["cost"] = {
+        role: {"trials": int(len(rows)), "seconds_per_trial": float(rows.seconds.mean())}
+        for role, rows in frame.groupby("role")
+    }
+    out["collapsed"] = collapsed or []
+    return out
+
+
+def published_agreement(points: pd.DataFrame, proxy: pd.Series, reference: pd.Series) -> dict:
+    """Tau against the presets' published ImageNet top-1: all presets in the panel, and within groups of
+    similar MACs, for the proxy, the reference and MACs alone."""
+    presets = points[points.preset.notna()]
+    top1 = {p: published(name).get("top1") for p, name in presets.preset.items()}
+    ids = [p for p, value in top1.items() if value is not None and p in proxy.index]
+    if len(ids) < 3:
+        return {}
+
+    def scores(subset):
+        paper = [top1[p] for p in subset]
+        row = {"presets": [presets.preset[p] for p in subset], "proxy": _tau(proxy[subset], paper), "macs_only": _tau(presets.macs[subset], paper)}
+        if all(p in reference.index for p in subset):
+            row["reference"] = _tau(reference[subset], paper)
+        return row
+
+    groups = similar_macs_groups({p: float(presets.macs[p]) for p in ids})
+    return {"all": scores(ids), "similar_macs": [scores(g) for g in groups]}
+
+
+def calibration_for(study: optuna.Study) -> dict | None:
+    """The newest calibration of the study's recipe and data in the same storage, or None."""
+    key = study.user_attrs.get(R.STUDY_RECIPE_KEY)
+    if key is None:
+        return None
+    found = [
+        s.user_attrs[R.STUDY_CALIBRATION]
+        for s in optuna.get_all_study_summaries(study._storage, include_best_trial=False)
+        if s.user_attrs.get(R.STUDY_RECIPE_KEY) == key and R.STUDY_CALIBRATION in s.user_attrs
+    ]
+    return max(found, key=lambda c: c["created"]) if found else None
+
+
+def single_score_noise(calibration: dict | None) -> float | None:
+    """The standard deviation of one seed's top-1, as the calibration measured it."""
+    return (calibration or {}).get("noise", {}).get("pooled_std")
+
+
+def summary_line(calibration: dict | None) -> str:
+    """The calibration in one line, for every front a study prints."""
+    if not calibration:
+        return "proxy not calibrated for this recipe and data: differences of a few points may be seed noise (nas calibrate)"
+    parts = []
+    if "seed_to_seed" in calibration:
+        parts.append(f"seed-to-seed tau {calibration['seed_to_seed']['tau']:.2f}")
+    if "noise" in calibration:
+        parts.append(f"one score's noise {calibration['noise']['pooled_std']:.1f} top-1 (std)")
+    ref = calibration.get("against_reference", {}).get("proxy_top1")
+    if ref:
+        parts.append(f"tau vs reference {ref['tau']:.2f}")
+    paper = calibration.get("against_published", {}).get("all")
+    if paper:
+        parts.append(f"tau vs papers {paper['proxy']:.2f} (MACs alone {paper['macs_only']:.2f})")
+    return f"proxy calibration ({calibration['created'][:10]}, {calibration['points']} points): " + ", ".join(parts)
