@@ -15,7 +15,6 @@ import warnings
 import numpy as np
 import optuna
 import pandas as pd
-from scipy import stats
 
 from searchspace import published
 from trials import record as R
@@ -42,12 +41,16 @@ def runs_frame(studies: list[optuna.Study]) -> pd.DataFrame:
 
 
 def _tau(x, y) -> float:
+    from scipy import stats  # here, not at the top: the commands that show a calibration never compute one
+
     with warnings.catch_warnings():  # constant scores: undefined, NaN, and said so by the callers
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
         return float(stats.kendalltau(x, y).statistic)
 
 
 def _rho(x, y) -> float:
+    from scipy import stats
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
         return float(stats.spearmanr(x, y).statistic)
@@ -152,7 +155,7 @@ def calibration_for(study: optuna.Study) -> dict | None:
         return None
     found = [
         s.user_attrs[R.STUDY_CALIBRATION]
-        for s in optuna.get_all_study_summaries(study._storage, include_best_trial=False)
+        for s in study._storage.get_all_studies()  # the studies' attributes, none of their trials
         if s.user_attrs.get(R.STUDY_RECIPE_KEY) == key and R.STUDY_CALIBRATION in s.user_attrs
     ]
     return max(found, key=lambda c: c["created"]) if found else None

@@ -1,30 +1,38 @@
 """optuna-dashboard for our studies, extended through its own hooks (no fork): saved Plotly figures
-(the Pareto front with presets and the budget, the hypervolume history), a note per trial with its
-architecture in words, and each finished trial's exported model config as an Optuna artifact.
+(the Pareto front with presets and the budget, the hypervolume history), a note with the architecture in
+words on each front point and seed network, and each finished trial's exported model config as an Optuna
+artifact. Each start adds only what is missing, so it costs the same at 10,000 trials as at 100.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
 from optuna_dashboard import get_note, run_server, save_note, save_plotly_graph_object
 
 from trials import record as R
 
 from .calibration import calibration_for, summary_line
 from .figures import hypervolume_figure, pareto_figure
-from .front import dominance_report
+from .front import dominance_report, front_trials
 from .notes import architecture_note
 
 FIGURES = ("nas-pareto-front", "nas-hypervolume")  # the saved figures' ids: a fixed id overwrites last time's
 
 
-def publish(study: optuna.Study, configs: dict[int, Path] | None = None, artifact_dir: Path | None = None) -> dict:
-    """Save the figures and the notes of trials that have none. Finished trials without a config
-    artifact (searched before artifacts existed) get theirs on the study: Optuna attaches artifacts
-    only to open trials."""
+def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], str] | None = None, artifact_dir: Path | None = None) -> dict:
+    """Save the figures, the study's note and the notes of front points and presets that have none.
+    Finished trials without a config artifact (searched before artifacts existed) get the config `export`
+    writes for them, on the study: Optuna attaches artifacts only to open trials.
+
+    Notes go to the front and the presets only: optuna-dashboard keeps every note in the study's own
+    attributes, which it and `calibration_for` read whole on every request; a note per trial would make
+    each of those reads grow with the study."""
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     calibration = calibration_for(study)
     if done:
@@ -32,21 +40,27 @@ def publish(study: optuna.Study, configs: dict[int, Path] | None = None, artifac
         save_plotly_graph_object(study, hypervolume_figure(study), graph_object_id="nas-hypervolume")
     save_note(study, study_note(study, calibration))  # rewritten each time: calibrations and confirmations come later
     notes = 0
-    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)):
+    worth_reading = {t.number: t for t in front_trials(study)} | {t.number: t for t in done if t.user_attrs.get(R.PRESET)}
+    for frozen in worth_reading.values():
         trial = optuna.trial.Trial(study, frozen._trial_id)  # notes address live Trial objects
         if not get_note(trial):
             save_note(trial, architecture_note(frozen))
             notes += 1
     artifacts = 0
-    if configs and artifact_dir is not None:
-        artifact_dir.mkdir(parents=True, exist_ok=True)
-        store = FileSystemArtifactStore(str(artifact_dir))
-        on_study = {meta.filename for meta in get_all_artifact_meta(study)}
-        for frozen in done:
-            path = configs.get(frozen.number)
-            if path and path.name not in on_study and not get_all_artifact_meta(frozen, storage=study._storage):
-                upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study, mimetype="application/yaml")
-                artifacts += 1
+    if export is not None and artifact_dir is not None:
+        # a trial's own artifact is in its system attributes, which the trial cache holds: no query per trial
+        missing = [t for t in done if not any(key.startswith(ARTIFACTS_ATTR_PREFIX) for key in t.system_attrs)]
+        on_study = {meta.filename for meta in get_all_artifact_meta(study)} if missing else set()
+        missing = [t for t in missing if R.config_file(study.study_name, t.number) not in on_study]
+        if missing:
+            artifact_dir.mkdir(parents=True, exist_ok=True)
+            store = FileSystemArtifactStore(str(artifact_dir))
+            with tempfile.TemporaryDirectory() as scratch:
+                for frozen in missing:
+                    path = Path(scratch) / R.config_file(study.study_name, frozen.number)
+                    path.write_text(export(frozen))
+                    upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study, mimetype="application/yaml")
+                    artifacts += 1
     return {"figures": len(FIGURES) if done else 0, "notes": notes, "artifacts": artifacts}
 
 
@@ -64,7 +78,8 @@ def study_note(study: optuna.Study, calibration: dict | None) -> str:
     return "\n".join(lines)
 
 
-def serve(storage_url: str, host: str, port: int, artifact_dir: Path) -> None:
-    """Run optuna-dashboard on the storage (blocks until interrupted)."""
+def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_dir: Path) -> None:
+    """Run optuna-dashboard on the storage (blocks until interrupted). Given the storage object, not its URL,
+    it reads the trials through the same cache as our commands."""
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    run_server(storage_url, host=host, port=port, artifact_store=FileSystemArtifactStore(str(artifact_dir)))
+    run_server(storage, host=host, port=port, artifact_store=FileSystemArtifactStore(str(artifact_dir)))

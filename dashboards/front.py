@@ -10,6 +10,7 @@ import math
 
 import optuna
 import pandas as pd
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 
 from trials import record as R
 
@@ -32,12 +33,20 @@ def _row(t: optuna.trial.FrozenTrial, noise: float | None) -> dict:
     }
 
 
+def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """`study.best_trials`, the feasible COMPLETE trials no other one dominates, by Optuna's own function but
+    without the deep copy of every trial that study.best_trials makes first (10 s at 10,000 trials)."""
+    trials = study.get_trials(deepcopy=False)
+    constrained = any(t.constraints for t in trials)  # as best_trials decides it
+    return _get_pareto_front_trials_by_trials(trials, study.directions, consider_constraint=constrained)
+
+
 def pareto_frame(study: optuna.Study, calibration: dict | None = None) -> pd.DataFrame:
     """The feasible, fully trained trials no other such trial beats on both objectives, by MACs, each with
     the standard error of its top-1: over its seeds (--proxy-seeds), else one seed's noise as the recipe's
     calibration measured it, else None. Repeats stored by versions before 0.2 are skipped."""
     noise = single_score_noise(calibration)
-    rows = [_row(t, noise) for t in study.best_trials if R.DUPLICATE_OF not in t.user_attrs]
+    rows = [_row(t, noise) for t in front_trials(study) if R.DUPLICATE_OF not in t.user_attrs]
     frame = pd.DataFrame(rows, columns=FRONT_COLUMNS)
     return frame.sort_values([R.MACS, R.PROXY_TOP1], ascending=[True, False]).reset_index(drop=True)
 

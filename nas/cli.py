@@ -11,7 +11,7 @@ from dataclasses import replace
 import click
 
 from searchspace.geometry import WINDOW_RULES
-from trials.train import REFERENCE_RECIPE, ProxyRecipe
+from trials.recipe import REFERENCE_RECIPE, ProxyRecipe
 
 from . import __version__
 from .console import emit_json, err, fail, out, table
@@ -298,7 +298,7 @@ def storage_option(f):
 
     return click.option(
         "--storage", default=DEFAULT_STORAGE, show_default=True, envvar="NAS_STORAGE",
-        help="SQLAlchemy URL of the study storage (SQLite file, PostgreSQL, MySQL).",
+        help="SQLAlchemy URL of the study storage (SQLite file, PostgreSQL, MySQL), or grpc://HOST:PORT of a `nas storage-proxy`.",
     )(f)
 
 
@@ -443,14 +443,13 @@ def studies(storage, as_json):
     store = open_storage(storage, heartbeat=False)
     rows = []
     with storage_errors(storage):
-        summaries = optuna.get_all_study_summaries(store, include_best_trial=False)
-    for summary in summaries:
-        study = optuna.load_study(study_name=summary.study_name, storage=store)
-        states = {}
-        for t in study.get_trials(deepcopy=False):
-            states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-        budget = study.user_attrs.get(R.STUDY_BUDGET)
-        rows.append({"study": summary.study_name, "trials": summary.n_trials, **states, "budget_macs": budget, "data": study.user_attrs.get(R.STUDY_DATA)})
+        for frozen in store.get_all_studies():  # their attributes; the trials come through the cache
+            trials = optuna.load_study(study_name=frozen.study_name, storage=store).get_trials(deepcopy=False)
+            states = {}
+            for t in trials:
+                states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+            budget = frozen.user_attrs.get(R.STUDY_BUDGET)
+            rows.append({"study": frozen.study_name, "trials": len(trials), **states, "budget_macs": budget, "data": frozen.user_attrs.get(R.STUDY_DATA)})
     if as_json:
         return emit_json(rows)
     from searchspace import format_macs
@@ -512,6 +511,31 @@ def export(study_name, storage, number, best, budget, output, fmt):
         err.print(f"trial {trial.number} of {study.study_name!r} written to {output}", markup=False)
 
 
+@main.command("storage-proxy")
+@storage_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback unless you open it).")
+@click.option("--port", default=13000, show_default=True, type=click.IntRange(1, 65535))
+def storage_proxy(storage, host, port):
+    """Optuna's gRPC storage proxy in front of --storage, for many searches at once: each runs with
+    --storage grpc://HOST:PORT and the proxy holds the one pool of database connections and the trial cache.
+
+    Heartbeats do not pass through the proxy: a search killed meanwhile leaves its trials RUNNING until a
+    search on --storage itself fails them (nas search --storage URL fails stale trials as it starts).
+    """
+    import optuna
+
+    from .study import masked, open_storage
+
+    store = open_storage(storage, heartbeat=False)
+    out.print(f"Optuna storage proxy for {masked(storage)} at grpc://{host}:{port} (Ctrl-C stops it)", markup=False)
+    try:
+        optuna.storages.run_grpc_proxy_server(store, host=host, port=port)
+    except ImportError:
+        from searchspace import NasError
+
+        raise NasError("nas storage-proxy needs grpcio: pip install 'nas-unified[grpc]'") from None
+
+
 @main.command()
 @storage_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback unless you open it).")
@@ -519,7 +543,6 @@ def export(study_name, storage, number, best, budget, output, fmt):
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where exported configs are stored as artifacts.")
 def dashboard(storage, host, port, artifact_dir):
     """optuna-dashboard on the storage, with Pareto and hypervolume figures, notes and exported configs."""
-    import tempfile
     from pathlib import Path
 
     import optuna
@@ -530,18 +553,13 @@ def dashboard(storage, host, port, artifact_dir):
     from .study import masked, open_storage, storage_errors
 
     store = open_storage(storage, heartbeat=False)
-    with tempfile.TemporaryDirectory() as scratch, storage_errors(storage):
-        for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
-            study = optuna.load_study(study_name=summary.study_name, storage=store)
-            configs = {}
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-                path = Path(scratch) / f"{study.study_name}-trial{t.number}.yaml"
-                path.write_text(dump(model_config(study, t, storage), "yaml"))
-                configs[t.number] = path
-            done = publish(study, configs, Path(artifact_dir))
+    with storage_errors(storage):
+        for frozen in store.get_all_studies():
+            study = optuna.load_study(study_name=frozen.study_name, storage=store)
+            done = publish(study, lambda trial, study=study: dump(model_config(study, trial, storage), "yaml"), Path(artifact_dir))
             out.print(f"{study.study_name}: {done['figures']} figures, {done['notes']} new notes, {done['artifacts']} new configs", markup=False)
     out.print(f"optuna-dashboard on {masked(storage)} at http://{host}:{port}/dashboard (Ctrl-C stops it)", markup=False)
-    serve(storage, host, port, Path(artifact_dir))
+    serve(store, host, port, Path(artifact_dir))
 
 
 @main.command()

@@ -84,7 +84,7 @@ def attach_config(study: optuna.Study, trial, storage_url: str, artifact_dir: Pa
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    path = artifact_dir / f"{study.study_name}-trial{trial.number}.yaml"
+    path = artifact_dir / R.config_file(study.study_name, trial.number)
     path.write_text(dump(model_config(study, trial, storage_url), "yaml"))
     upload_artifact(
         artifact_store=FileSystemArtifactStore(str(artifact_dir)), file_path=str(path), study_or_trial=trial,

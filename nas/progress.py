@@ -9,6 +9,7 @@ from __future__ import annotations
 from ray.tune import Callback
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from dashboards import front_trials
 from searchspace import format_macs
 
 from .summary import not_trained
@@ -45,7 +46,8 @@ class SearchProgress(Callback):
         error = trial.get_error()
         lines = [line for line in str(error or "").splitlines() if line.strip()]
         reason = lines[-1].strip() if lines else "the trial's Ray worker failed"
-        self.searcher.fail(trial.trial_id, f"Ray: {reason[:400]}")
+        # the trainable reports every training failure itself: an error here is Ray's (a node or worker died)
+        self.searcher.fail(trial.trial_id, f"Ray: {reason[:400]}", requeue=True)
         self._refresh()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -75,7 +77,7 @@ class SearchProgress(Callback):
         number, what, *rest = event
         if what == "complete":
             top1, macs = rest
-            front = len(self.study.best_trials)
+            front = len(front_trials(self.study))
             return f"trial {number}: {top1:.1f}% top-1 at {format_macs(macs)} MACs (front: {front} point{'s' * (front != 1)})"
         if what == "pruned":
             return f"trial {number}: stopped early after {rest[0]:g} epoch(s)"

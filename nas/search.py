@@ -98,7 +98,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     baselines = list(opts.queue)
     if opts.baselines:
         baselines += [preset(n) for n in preset_names() if count(preset(n)).macs <= opts.budget]
-    say(f"study {study.study_name!r} in {masked(opts.storage)} ({'resumed, ' + str(len(study.trials)) + ' trials' if resumed else 'new'})")
+    say(f"study {study.study_name!r} in {masked(opts.storage)} ({'resumed, ' + str(len(study.get_trials(deepcopy=False))) + ' trials' if resumed else 'new'})")
     if stale:
         say(f"failed {len(stale)} trials left running by a stopped search (re-queued): {stale}")
     say(f"space {space.name}: {space.cardinality():.2e} points, cheapest {format_macs(cost.macs)}; budget {format_macs(opts.budget)} MACs")

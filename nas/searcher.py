@@ -97,7 +97,9 @@ class StudySearcher(Searcher):
         self._presets = preset_by_id()
         self._lock = threading.Lock()
         self._ids: dict[int, tuple[str, str]] = {}  # stored trial number -> (id, proxy id), parsed once
-        self._trained: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the trial that trains it
+        self._final: set[int] = set()  # numbers of the finished stored trials read so far (they never change)
+        self._trained: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the finished trial that trained it
+        self._training: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the running trial that trains it
         self._enqueue(baselines)
 
     def __getstate__(self) -> dict:
@@ -163,8 +165,9 @@ class StudySearcher(Searcher):
                 self.tally.pruned += 1
                 self.tally.events.append((trial.number, "pruned", run))
 
-    def fail(self, trial_id: str, reason: str) -> None:
-        """Record a trial as FAIL with its reason (the trainable's report, or Ray's error)."""
+    def fail(self, trial_id: str, reason: str, requeue: bool = False) -> None:
+        """Record a trial as FAIL with its reason (the trainable's report, or Ray's error). With `requeue` (its
+        Ray node or worker died: nothing about the point itself) its point is queued again, once."""
         trial = self._live.get(trial_id)
         if trial is None:
             return
@@ -172,8 +175,12 @@ class StudySearcher(Searcher):
             self._live.pop(trial_id, None)
             self._record_metrics(trial, self._last.get(trial_id, {}))
             trial.set_user_attr(R.FAIL_REASON, reason[:500])
+            spec, first_try = R.spec_of(trial), R.RETRY_OF not in trial.user_attrs
             self.study.tell(trial, state=TrialState.FAIL)
             self.tally.failed += 1
+            if requeue and first_try and spec is not None:
+                self._enqueue([spec], retry_of=trial.number)
+                reason += " (its point is queued again)"
             self.tally.events.append((trial.number, "failed", reason))
 
     def fail_unfinished(self, reason: str) -> None:
@@ -221,7 +228,7 @@ class StudySearcher(Searcher):
                 self.drafts.over_budget(draft, macs, self.budget)
                 self.tally.over_budget += 1
                 continue
-            earlier = self._trained.get(self.proxy_id(spec))
+            earlier = self._trainer(self.proxy_id(spec))
             if earlier is None:
                 return draft, spec
             if earlier.state == TrialState.COMPLETE and self._ids[earlier.number][0] != spec.id:
@@ -266,13 +273,16 @@ class StudySearcher(Searcher):
         return False
 
     def _sync(self, claim: str | None = None, exclude: int | None = None) -> optuna.trial.FrozenTrial | None:
-        """Read the stored study: mirror it into the draft study and index what is trained or training
-        by proxy id. With `claim`, return another trial that holds that proxy id (see `_claim`)."""
-        trials = self.study.get_trials(deepcopy=False)
-        self.drafts.sync(trials)
-        self._trained.clear()
+        """Read what changed in the stored study (new trials, and those not finished when last read: a finished
+        trial never changes), mirror it into the draft study and index what is trained or training by proxy id.
+        With `claim`, return another trial that holds that proxy id (see `_claim`)."""
+        changed = [t for t in self.study.get_trials(deepcopy=False) if t.number not in self._final]
+        self.drafts.sync(changed)
+        self._training.clear()
         found = None
-        for t in trials:
+        for t in changed:
+            if t.state.is_finished():
+                self._final.add(t.number)
             ids = self._ids_of(t)
             if ids is None or t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
                 continue
@@ -280,8 +290,16 @@ class StudySearcher(Searcher):
                 continue  # told PRUNED without training (an over-budget draw of an older version)
             if claim is not None and ids[1] == claim and t.number != exclude and found is None:
                 found = t
-            self._trained.setdefault(ids[1], t)
+            index = self._training if t.state == TrialState.RUNNING else self._trained
+            if ids[1] not in index or t.number < index[ids[1]].number:
+                index[ids[1]] = t
+        if claim is not None and found is None and claim in self._trained:
+            found = self._trained[claim]  # finished before this read: never the claiming trial itself
         return found
+
+    def _trainer(self, proxy_id: str) -> optuna.trial.FrozenTrial | None:
+        """The stored trial that trained, or trains, this proxy network."""
+        return self._trained.get(proxy_id) or self._training.get(proxy_id)
 
     def _ids_of(self, t: optuna.trial.FrozenTrial) -> tuple[str, str] | None:
         """(id, proxy id) of a stored trial, from its spec (so trials stored under an older id still match)."""
@@ -294,20 +312,24 @@ class StudySearcher(Searcher):
             self._ids[t.number] = (spec.id, self.proxy_id(spec))
         return self._ids[t.number]
 
-    def _enqueue(self, baselines: list[ArchSpec]) -> None:
-        """Points to train first (the papers' networks, a calibration's panel), through Optuna's queue, unless
-        the study has them already, queued or trained."""
+    def _enqueue(self, baselines: list[ArchSpec], retry_of: int | None = None) -> None:
+        """Points to train first (the papers' networks, a calibration's panel, the point of a trial whose Ray
+        node or worker died: `retry_of`), through Optuna's queue, unless the study has them already, queued
+        or trained."""
         self._sync()
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         queued = {t.user_attrs.get(R.SPEC_ID) for t in waiting}
         for spec in baselines:
-            if spec.id in queued or self.proxy_id(spec) in self._trained:
+            if spec.id in queued or self._trainer(self.proxy_id(spec)) is not None:
                 continue
             attrs = {R.SPEC_ID: spec.id}
             if self._presets.get(spec.id):
                 attrs[R.PRESET] = self._presets[spec.id]
+            if retry_of is not None:
+                attrs[R.RETRY_OF] = retry_of
             if self.space.contains(spec):  # a real sample of the space: the sampler sees its parameters
-                self.study.enqueue_trial(self.space.params_of(spec), user_attrs=attrs, skip_if_exists=True)
+                # (a retry has the failed trial's parameters: Optuna's skip_if_exists would drop it)
+                self.study.enqueue_trial(self.space.params_of(spec), user_attrs=attrs, skip_if_exists=retry_of is None)
             else:  # no parameters to give: the trial carries its spec
                 self.study.enqueue_trial({}, user_attrs={**attrs, R.SPEC: json.dumps(spec.to_dict(), sort_keys=True)})
             queued.add(spec.id)
@@ -324,7 +346,7 @@ class StudySearcher(Searcher):
 
     @staticmethod
     def _record_metrics(trial: optuna.Trial, result: dict) -> None:
-        for key in (R.PROXY_TOP1, R.PROXY_TOP1_SE, R.SEED_TOP1, R.PROXY_LOSS, R.TRAIN_LOSS_SUM, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE):
+        for key in (R.PROXY_TOP1, R.PROXY_TOP1_SE, R.SEED_TOP1, R.PROXY_LOSS, R.TRAIN_LOSS_SUM, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE, R.NODE):
             if result.get(key) is not None:
                 trial.set_user_attr(key, result[key])
         trial.set_user_attr(R.EPOCHS, _epochs_run(result))

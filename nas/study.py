@@ -1,5 +1,6 @@
-"""Studies in an RDB storage: opening a storage by SQLAlchemy URL, creating or resuming a search study,
-samplers by name. Our code talks to an optuna.Study, never to SQLite or PostgreSQL directly.
+"""Studies in an RDB storage: opening a storage by SQLAlchemy URL (read through a trial cache kept on disk,
+nas.trial_cache), creating or resuming a search study, samplers by name. Our code talks to an optuna.Study,
+never to SQLite or PostgreSQL directly.
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-from searchspace import NasError, SearchSpace, format_macs
+from searchspace import NasError, format_macs
 from trials import ProxyRecipe
 from trials import record as R
+
+from .trial_cache import DiskCachedStorage
+
+if TYPE_CHECKING:
+    from searchspace import SearchSpace
 
 DEFAULT_STORAGE = "sqlite:///nas_studies.db"
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
@@ -41,12 +48,16 @@ def masked(url: str) -> str:
         return "<unparseable storage URL>"
 
 
-def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
-    """An RDBStorage for a SQLAlchemy URL; a bad URL or an unreachable server is a one-line NasError."""
+def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """The storage at a SQLAlchemy URL, read through a trial cache kept on disk (nas.trial_cache), or the
+    Optuna gRPC storage proxy at grpc://host:port (`nas storage-proxy`); a bad URL or an unreachable server
+    is a one-line NasError."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
         raise NasError(f"--storage {url!r} is not a SQLAlchemy URL (e.g. sqlite:///nas_studies.db, postgresql://user@host/db)") from None
+    if parsed.get_backend_name() == "grpc":
+        return _grpc_proxy(parsed)
     # (a SQLite URI filename such as file:x.db?mode=ro is left to SQLite itself)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") and not parsed.database.startswith("file:"):
         folder = Path(parsed.database).expanduser().resolve().parent
@@ -58,14 +69,16 @@ def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
     # several searches may share one SQLite file: wait for its lock rather than fail after 5 s, but never as
     # long as the grace period, or a live trial whose heartbeat waits for the lock would be failed as stale
     engine = {"connect_args": {"timeout": LOCK_WAIT_SECONDS}} if parsed.get_backend_name() == "sqlite" else {"pool_pre_ping": True}
+    identity = _identity(parsed)
     for attempt in range(5):
         try:
-            return RDBStorage(
+            backend = RDBStorage(
                 url,
                 engine_kwargs=engine,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1) if heartbeat else None,
                 **options,
             )
+            return DiskCachedStorage(backend, identity) if identity else backend
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
             # two searches opening a new storage at once race to create Optuna's tables; the loser
             # finds them made and only has to open it again
@@ -74,6 +87,32 @@ def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
             time.sleep(0.5 * (attempt + 1))
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             raise NasError(f"cannot open the study storage {masked(url)}: {_first_line(exc)}") from None
+
+
+def _grpc_proxy(parsed: sqlalchemy.engine.URL) -> optuna.storages.BaseStorage:
+    """A client of Optuna's gRPC storage proxy: many searches share the proxy's one connection pool and trial
+    cache instead of each opening the database. The proxy carries no heartbeats: the trials of a search
+    killed meanwhile stay RUNNING until a search on the database itself fails them."""
+    try:
+        from optuna.storages import GrpcStorageProxy
+
+        proxy = GrpcStorageProxy(host=parsed.host or "localhost", port=parsed.port or 13000)
+        proxy.wait_server_ready(timeout=30)
+    except ImportError:
+        raise NasError("--storage grpc://... needs grpcio: pip install 'nas-unified[grpc]'") from None
+    except Exception as exc:  # noqa: BLE001 - grpc's FutureTimeoutError and connection errors alike
+        raise NasError(f"cannot reach the storage proxy at {parsed.render_as_string()}: {_first_line(exc)}") from None
+    return proxy
+
+
+def _identity(parsed: sqlalchemy.engine.URL) -> str | None:
+    """The database a URL names, the same however it is written: the SQLite file's absolute path, or the
+    server URL without driver and password; None for an in-memory database (nothing outlives the process)."""
+    if parsed.get_backend_name() != "sqlite":
+        return parsed.set(drivername=parsed.get_backend_name(), password=None, query={}).render_as_string()
+    if parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:"):
+        return None
+    return "sqlite:///" + str(Path(parsed.database).expanduser().resolve())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -121,7 +160,7 @@ def open_search_study(
     """Create the study, or resume it when it exists and was run with the same space file, budget, data and
     recipe (another recipe would put points of another fidelity on the same front). Returns (study, resumed).
     The stored study's own sampler decides nothing: the searcher draws in a copy (nas.drafts)."""
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    existing = {s.study_name for s in storage.get_all_studies()}
     resumed = name in existing
     study = optuna.create_study(
         study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(), directions=list(R.DIRECTIONS),
@@ -174,7 +213,7 @@ def load_study(storage_url: str, name: str | None) -> optuna.Study:
     """An existing study by name (or the only one in the storage); unknown names list what exists."""
     storage = open_storage(storage_url, heartbeat=False)
     with storage_errors(storage_url):
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        names = [s.study_name for s in storage.get_all_studies()]
     if name is None:
         if len(names) == 1:
             name = names[0]

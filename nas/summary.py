@@ -19,6 +19,7 @@ from .study import load_study, masked
 def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None:
     study = load_study(storage_url, summary["study"])
     results = Results.of(study)
+    in_study = len(study.get_trials(deepcopy=False))
     t = summary["tally"]
     counts = {
         "complete": t.complete, "pruned": t.pruned, "failed": t.failed,
@@ -29,13 +30,13 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
         return emit_json(
             {
                 "study": summary["study"], "storage": masked(storage_url), "seconds": round(summary["seconds"], 1),
-                "this_run": counts, "trials_in_study": len(study.trials), **results.as_json(),
+                "this_run": counts, "trials_in_study": in_study, **results.as_json(),
             }
         )
     out.print(
         f"\n{t.complete} complete, {t.pruned} pruned, {t.failed} failed this run"
         + (f"; {not_trained(t)}" if t.not_trained else "")
-        + f"; {len(study.trials)} trials in the study; {summary['seconds'] / 60:.1f} min"
+        + f"; {in_study} trials in the study; {summary['seconds'] / 60:.1f} min"
     )
     if t.exhausted:
         out.print("the sampler drew no new in-budget point in 500 draws: the space looks exhausted for this budget")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from timm.models import register_model
 
-from searchspace import NasError, build_model
+from searchspace import NasError
 
 # timm's create_model arguments that build_model takes under the same name
 TAKEN = ("num_classes", "img_size", "in_chans", "drop_rate", "global_pool", "features_only", "out_indices", "pretrained_cfg_overlay")
@@ -27,4 +27,6 @@ def nas_unified(pretrained: bool = False, config=None, **kwargs):
     unknown = set(kwargs) - set(TAKEN)
     if unknown:
         raise NasError(f"nas_unified does not take {', '.join(sorted(unknown))} (it takes {', '.join(sorted(TAKEN))}, drop_path_rate)")
+    from searchspace import build_model  # here: timm may be loading for searchspace.model itself (see nas/__init__)
+
     return build_model(config, drop_path=drop_path, **kwargs)

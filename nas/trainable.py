@@ -1,5 +1,6 @@
 """The Ray Tune trainable: one proxy training, reported at every evaluation (each epoch, or each part of
-one) with the full-size network's MACs, so schedulers can stop it on both objectives.
+one) with the full-size network's MACs, so schedulers can stop it on both objectives, and the Ray node
+it runs on, which the trial records.
 
 A failure inside training (divergence, out-of-memory, any error) is reported as a result carrying its
 reason, so the study records why; only Ray's own errors (a killed worker) arrive as Tune errors.
@@ -17,8 +18,10 @@ def proxy_trial(
 
     from searchspace import ArchSpec, count
     from trials import ProxyRecipe, failure_reason, memory_cap, train_seeds
+    from trials import record as R
 
     torch.set_num_threads(threads)  # the trial's share of the CPUs, not all of them
+    node = ray.get_runtime_context().get_node_id()
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     spec = ArchSpec.model_validate(config["spec"])
     macs = count(spec).macs  # of the full-size network: the study's second objective, fixed per trial
@@ -31,6 +34,6 @@ def proxy_trial(
                 return
             except Exception as exc:  # noqa: BLE001 - every training failure becomes the trial's recorded reason
                 results.close()  # frees the model and optimizer before Ray reports
-                tune.report({"failure": failure_reason(exc), "proxy_top1": float("nan")})
+                tune.report({"failure": failure_reason(exc), "proxy_top1": float("nan"), R.NODE: node})
                 return
-            tune.report({**result.metrics(), "macs": macs})
+            tune.report({**result.metrics(), "macs": macs, R.NODE: node})

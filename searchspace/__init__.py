@@ -3,13 +3,26 @@
 The lowest layer (DESIGN §5): imports torch, timm, pydantic and yaml, never trials, dashboards or nas.
 """
 
+import importlib
+
 from .cost import CONVENTION, Cost, format_budget, format_macs, format_params, measure_macs, parse_macs
 from .errors import NasError
-from .blocks import feature_sizes
-from .model import build_model, cost_by_part, count, measure, stage_sizes
+from .geometry import feature_sizes
 from .presets import TOLERANCE, load_spec, preset, preset_by_id, preset_names, published
-from .space import DEFAULT_SPACE, SearchSpace, load_space
 from .spec import ArchSpec, MixerSpec, StageSpec, spec_from_data
+
+# What needs torch loads on first use: the commands that only read studies (nas pareto ...) never load it.
+_LAZY = {
+    "build_model": "model", "cost_by_part": "model", "count": "model", "measure": "model", "stage_sizes": "model",
+    "DEFAULT_SPACE": "space", "SearchSpace": "space", "load_space": "space",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CONVENTION",

@@ -1,7 +1,15 @@
+import os
 import random
 
 import pytest
 import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _trial_cache(tmp_path_factory):
+    """The trial caches of this session's studies (nas.trial_cache) in a folder of its own, for every
+    process the tests start too, not in the user's cache folder."""
+    os.environ["NAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("trial-cache"))
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import optuna
 from searchspace import ArchSpec
 from searchspace.geometry import digest
 
-from .train import ProxyRecipe
+from .recipe import ProxyRecipe
 
 # User attributes of a trial.
 SPEC = "spec"  # the architecture, canonical JSON
@@ -31,9 +31,11 @@ EPOCHS = "epochs"  # epochs run by then: 1.5 for a trial stopped half-way throug
 TRAIN_SECONDS = "train_seconds"
 IMAGES_PER_SECOND = "images_per_second"
 DEVICE = "device"
+NODE = "node"  # the Ray node that trained it (its node id, as `ray list nodes` shows it)
 FAIL_REASON = "fail_reason"  # why a trial failed, or why a point was not trained
 DUPLICATE_OF = "duplicate_of"  # a repeat answered from this trial number (stored before 0.2; views skip it)
 SEARCH_PROCESS = "search_process"  # host:pid of the `nas search` that drew the point
+RETRY_OF = "retry_of"  # the trial whose Ray node or worker died while training this point (it is retried once)
 
 # A FAIL trial without a reason was failed by a later search: its own search stopped (no heartbeat).
 INTERRUPTED = "interrupted: its search stopped while training it (the point was re-queued)"
@@ -54,6 +56,11 @@ STUDY_ROLE = "role"  # "search", or a calibration's "proxy" / "reference" run, o
 STUDY_CALIBRATION = "calibration"  # on a calibration's runs: the figures (see dashboards.calibration)
 STUDY_CONFIRMATION = "confirmation"  # on a search: its front re-trained at a higher fidelity (nas confirm)
 STUDY_CONFIRMS = "confirms"  # on a confirmation's runs: the search they confirm
+
+
+def config_file(study_name: str, number: int) -> str:
+    """The file name of a trial's exported config (`nas export`), as stored with the trial or its study."""
+    return f"{study_name}-trial{number}.yaml"
 
 
 def spec_of(trial: optuna.trial.FrozenTrial) -> ArchSpec | None:
