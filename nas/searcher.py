@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import optuna
-from optuna.samplers import PartialFixedSampler, RandomSampler
+from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
@@ -190,31 +190,43 @@ class StudySearcher(Searcher):
     # --- the study's side -------------------------------------------------------------------------------
     def _next_point(self) -> tuple[optuna.Trial | None, ArchSpec | None]:
         """A stored trial and the point it trains; (trial, None) when the trial was not to be trained (it
-        is told FAIL with its reason); (None, None) when the sampler found no new in-budget point.
+        is told FAIL with its reason); (None, None) when the queue is done or the sampler found no new
+        in-budget point.
 
         The stored study's queue comes first (presets, points of a stopped search); otherwise the sampler
-        draws in the draft study until a new in-budget point comes up, and the stored trial takes exactly
-        its parameters (PartialFixedSampler) or, for a point outside the space, its spec."""
+        draws in the draft study until a new in-budget point comes up, and the stored trial is made with
+        exactly its parameters and the point's record in one write (see `_stored`)."""
         self._sync()
-        if not self.draws and not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            self.study.sampler = RandomSampler()  # decides nothing: a queued trial fixes its parameters
+            trial = self.study.ask()
+            self.beat(trial)
+            if trial.params or R.SPEC in trial.user_attrs or "fixed_params" in self.study._storage.get_trial_system_attrs(trial._trial_id):
+                spec = R.spec_of(trial) or self.space.suggest(trial)
+                return trial, (spec if self._claim(trial, spec) else None)
+            self._step_back(trial, "not trained: another search took the queued point meanwhile")
+            return trial, None
+        if not self.draws:
             return None, None
-        self.study.sampler = RandomSampler()  # decides nothing: a queued trial fixes its parameters
-        trial = self.study.ask()
+        draft, spec = self._draw()
+        if draft is None:
+            return None, None
+        trial = self._stored(draft, spec)
+        self.drafts.adopt(draft, trial.number)
+        return trial, (spec if self._claim(trial, spec, recorded=True) else None)
+
+    def _stored(self, draft: optuna.Trial, spec: ArchSpec) -> optuna.Trial:
+        """The stored trial of a drawn point, made from a template: its parameters, its claim and record
+        and the budget constraint in one transaction. Asked and then suggested parameter by parameter,
+        as Optuna's samplers do, it would take a commit per parameter (90 in the unified space), most of
+        a suggestion's time on SQLite."""
+        template = optuna.trial.create_trial(
+            state=TrialState.RUNNING, params=draft.params, distributions=draft.distributions, user_attrs=self._record(spec),
+            constraints={R.BUDGET_CONSTRAINT: count(spec).macs - self.budget},
+        )
+        trial = optuna.trial.Trial(self.study, self.study._storage.create_new_trial(self.study._study_id, template_trial=template))
         self.beat(trial)
-        if trial.params or R.SPEC in trial.user_attrs or "fixed_params" in self.study._storage.get_trial_system_attrs(trial._trial_id):
-            spec = R.spec_of(trial) or self.space.suggest(trial)
-        elif not self.draws:  # the queue emptied meanwhile (another search took its last point)
-            self._step_back(trial, "not trained: the queue is empty")
-            return None, None
-        else:
-            draft, spec = self._draw()
-            if draft is None:
-                self._step_back(trial, f"not trained: no new in-budget point in {MAX_DRAWS} draws")
-                return None, None
-            self.study.sampler = PartialFixedSampler(draft.params, RandomSampler())
-            self.space.suggest(trial)  # the stored trial takes the drawn parameters
-            self.drafts.adopt(draft, trial.number)
-        return trial, (spec if self._claim(trial, spec) else None)
+        return trial
 
     def _draw(self) -> tuple[optuna.Trial | None, ArchSpec | None]:
         """Draw in the draft study until a point is in budget and not yet scored (at most MAX_DRAWS draws;
@@ -240,32 +252,42 @@ class StudySearcher(Searcher):
             repeats += 1
         return None, None
 
-    def _claim(self, trial: optuna.Trial, spec: ArchSpec) -> bool:
-        """Record the point on the stored trial, or tell the trial FAIL when another trial trains it.
+    def _claim(self, trial: optuna.Trial, spec: ArchSpec, recorded: bool = False) -> bool:
+        """Record the point on the stored trial (unless `recorded` when it was made), or tell the trial FAIL
+        when another trial trains it.
 
         Two searches on one study may draw the same point at the same moment. Each writes its claim (the
         proxy id) before it looks for another: of two claims at least one sees the other, so at most one
         trains the point; when both see each other, both step back and the point waits for a later draw."""
         proxy_id = self.proxy_id(spec)
-        trial.set_user_attr(R.PROXY_ID, proxy_id)
-        trial.set_user_attr(R.SPEC_ID, spec.id)
-        params, macs = count(spec)
+        if not recorded:
+            trial.set_user_attr(R.PROXY_ID, proxy_id)
+            trial.set_user_attr(R.SPEC_ID, spec.id)
+        macs = count(spec).macs
         if macs > self.budget:  # a queued point: presets are checked when queued, so rarely
             return self._step_back(trial, f"not trained: {format_macs(macs)} MACs is over the budget of {format_macs(self.budget)}")
         other = self._sync(claim=proxy_id, exclude=trial.number)
         if other is not None:
             self.tally.collisions += 1
             return self._step_back(trial, f"not trained: trial {other.number} trains the same proxy network")
-        trial.set_user_attr(R.SEARCH_PROCESS, _PROCESS)
-        trial.set_user_attr(R.SPEC, json.dumps(spec.to_dict(), sort_keys=True))
-        trial.set_user_attr(R.PARAMS, params)
-        trial.set_user_attr(R.MACS, macs)
-        preset = self._presets.get(spec.id)
-        if preset:
-            trial.set_user_attr(R.PRESET, preset)
-        if R.BUDGET_CONSTRAINT not in trial.constraints:
-            trial.set_constraint(R.BUDGET_CONSTRAINT, macs - self.budget)
+        if not recorded:
+            for key, value in self._record(spec).items():
+                if key not in (R.PROXY_ID, R.SPEC_ID):
+                    trial.set_user_attr(key, value)
+            if R.BUDGET_CONSTRAINT not in trial.constraints:
+                trial.set_constraint(R.BUDGET_CONSTRAINT, macs - self.budget)
         return True
+
+    def _record(self, spec: ArchSpec) -> dict:
+        """What a stored trial records of its point: the claim (proxy id, id), the spec, its cost, the preset."""
+        params, macs = count(spec)
+        record = {
+            R.PROXY_ID: self.proxy_id(spec), R.SPEC_ID: spec.id, R.SEARCH_PROCESS: _PROCESS,
+            R.SPEC: json.dumps(spec.to_dict(), sort_keys=True), R.PARAMS: params, R.MACS: macs,
+        }
+        if self._presets.get(spec.id):
+            record[R.PRESET] = self._presets[spec.id]
+        return record
 
     def _step_back(self, trial: optuna.Trial, reason: str) -> bool:
         trial.set_user_attr(R.FAIL_REASON, reason)
