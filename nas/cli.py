@@ -305,7 +305,7 @@ def storage_option(f):
 @main.command()
 @budget_option(required=True, help="MACs budget of the full-size network at 224: 4.5G, 800M, 4500000000, 4.5e9.")
 @click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
-@click.option("--data", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder.  [default: Debian's Fashion-MNIST]")
+@click.option("--data", envvar="NAS_DATA", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder (or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @storage_option
 @click.option("--study-name", help="Study to create or resume.  [default: SPACE-BUDGET-DATA]")
 @click.option("--trials", default=24, show_default=True, type=click.IntRange(1), help="Trials to train in this run.")
@@ -351,7 +351,7 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
 @main.command()
 @budget_option(help="MACs budget of the panel's points.  [default: 4.5G]")
 @click.option("--space", "space_file", help="Space file the panel's points are drawn from.  [default: unified]")
-@click.option("--data", help="As for nas search.  [default: Debian's Fashion-MNIST]")
+@click.option("--data", envvar="NAS_DATA", help="As for nas search (or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @storage_option
 @click.option("--points", default=8, show_default=True, type=click.IntRange(0), help="Points drawn within the budget, beside the presets (convolution-like, attention and hybrid alike).")
 @click.option("--presets/--no-presets", default=True, show_default=True, help="Put the in-budget presets in the panel.")
@@ -395,7 +395,7 @@ def calibrate(budget, space_file, data, storage, points, presets, seed, address,
 @main.command()
 @click.option("--study", "study_name", help="The search to confirm.  [default: the storage's only study]")
 @storage_option
-@click.option("--data", help="The search's data (ImageFolder, CIFAR-10 or IDX folder).  [default: Debian's Fashion-MNIST]")
+@click.option("--data", envvar="NAS_DATA", help="The search's data (ImageFolder, CIFAR-10 or IDX folder; or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @click.option("--presets/--no-presets", default=True, show_default=True, help="Re-train the in-budget presets beside the front.")
 @recipe_options("reference", replace(REFERENCE_RECIPE, seeds=2))
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the first training.")

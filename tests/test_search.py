@@ -15,12 +15,8 @@ from optuna.trial import TrialState
 
 from faultlib import free_port
 from trials import record as R
-from trials.data import DEBIAN_FASHION_MNIST
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed"),
-]
+pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 FAST = ["--space", "tiny", "--subset", "128", "--proxy-epochs", "2", "--seed", "0"]
 
