@@ -11,6 +11,7 @@ import click
 from trials.train import ProxyRecipe
 
 from . import __version__
+from .bench import BENCH_HELD_OUT, BENCH_SUBSET, DEFAULT_TABLE, REFERENCE
 from .console import emit_json, err, fail, out, table
 
 
@@ -40,7 +41,7 @@ def main(ctx, debug):
     ctx.ensure_object(dict)["debug"] = debug
 
 
-def budget_option(required: bool = False, help: str = "MACs budget: 4.5G, 800M, 4500000000 or 4.5e9."):
+def budget_option(required: bool = False, help: str = "MACs budget: 4.5G, 800M, 4500000000 or 4.5e9.", default=None):
     def convert(ctx, param, value):
         if value is None:
             return None
@@ -48,7 +49,7 @@ def budget_option(required: bool = False, help: str = "MACs budget: 4.5G, 800M, 
 
         return parse_macs(value)
 
-    return click.option("--budget", required=required, callback=convert, help=help)
+    return click.option("--budget", required=required, callback=convert, help=help, default=default, show_default=default is not None)
 
 
 # --- nas arch ----------------------------------------------------------------------------------------------
@@ -259,6 +260,51 @@ def storage_option(f):
     )(f)
 
 
+def _options(*options):
+    """Apply click options in the order they are listed (so --help lists them so)."""
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def ray_options(f):
+    """Where and how the trials run (`nas search`, `nas bench build`)."""
+    return _options(
+        click.option("--address", help="Join an existing Ray cluster (ray://host:10001 or host:6379).  [default: local Ray]"),
+        click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1)),
+        click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).  [default: 1 where the cluster has GPUs, else 0]"),
+        click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.  [default: as many as the resources allow]"),
+        click.option("--max-memory-per-trial", callback=_bytes, help="Host memory a trial may allocate (500M, 4G); beyond it the trial fails as out of memory."),
+    )(f)
+
+
+def proxy_options(subset: int, held_out: int | None):
+    """The proxy recipe (`nas search`, `nas bench build`); the build trains on fewer images (nas.bench)."""
+    return _options(
+        click.option("--proxy-epochs", default=ProxyRecipe.epochs, show_default=True, type=click.IntRange(1)),
+        click.option("--proxy-resolution", default=ProxyRecipe.resolution, show_default=True, type=click.IntRange(8, 512)),
+        click.option("--proxy-width", default=ProxyRecipe.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier."),
+        click.option("--subset", default=subset, show_default=True, type=click.IntRange(16), help="Training images."),
+        click.option(
+            "--held-out", default=held_out, show_default=held_out is not None, type=click.IntRange(16),
+            help="Held-out images the proxy top-1 is measured on." + ("" if held_out else "  [default: a quarter of --subset, at least 64]"),
+        ),
+        click.option("--proxy-batch-size", default=ProxyRecipe.batch_size, show_default=True, type=click.IntRange(1)),
+        click.option("--proxy-lr", default=ProxyRecipe.lr, show_default=True, type=click.FloatRange(0, min_open=True)),
+    )
+
+
+def _recipe(proxy_epochs, proxy_resolution, proxy_width, subset, held_out, proxy_batch_size, proxy_lr, seed) -> ProxyRecipe:
+    return ProxyRecipe(
+        epochs=proxy_epochs, resolution=proxy_resolution, width=proxy_width, subset=subset,
+        val_size=held_out or max(64, subset // 4), batch_size=proxy_batch_size, lr=proxy_lr, seed=seed,
+    )
+
+
 @main.command()
 @budget_option(required=True, help="MACs budget of the full-size network at 224: 4.5G, 800M, 4500000000, 4.5e9.")
 @click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
@@ -273,23 +319,13 @@ def storage_option(f):
     "--scheduler", default="pareto", show_default=True, type=click.Choice(["pareto", "asha", "none"]),
     help="Stop weak trials at half an epoch, then every doubling: pareto ranks them on both objectives (MO-ASHA), asha on proxy top-1 alone; none trains every trial fully.",
 )
-@click.option("--address", help="Join an existing Ray cluster (ray://host:10001 or host:6379).  [default: local Ray]")
-@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1))
-@click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).  [default: 1 where the cluster has GPUs, else 0]")
-@click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.  [default: as many as the resources allow]")
-@click.option("--proxy-epochs", default=ProxyRecipe.epochs, show_default=True, type=click.IntRange(1))
-@click.option("--proxy-resolution", default=ProxyRecipe.resolution, show_default=True, type=click.IntRange(8, 512))
-@click.option("--proxy-width", default=ProxyRecipe.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier.")
-@click.option("--subset", default=ProxyRecipe.subset, show_default=True, type=click.IntRange(16), help="Training images (plus a quarter as many held out).")
-@click.option("--proxy-batch-size", default=ProxyRecipe.batch_size, show_default=True, type=click.IntRange(1))
-@click.option("--proxy-lr", default=ProxyRecipe.lr, show_default=True, type=click.FloatRange(0, min_open=True))
+@ray_options
+@proxy_options(subset=ProxyRecipe.subset, held_out=None)
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
-@click.option("--max-memory-per-trial", callback=_bytes, help="Host memory a trial may allocate (500M, 4G); beyond it the trial fails as out of memory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
 def search(budget, space_file, data, storage, study_name, trials, time_limit, seed, sampler, scheduler, address,
-           cpus_per_trial, gpus_per_trial, max_concurrent, proxy_epochs, proxy_resolution, proxy_width, subset,
-           proxy_batch_size, proxy_lr, baselines, artifact_dir, max_memory_per_trial, as_json):
+           cpus_per_trial, gpus_per_trial, max_concurrent, max_memory_per_trial, baselines, artifact_dir, as_json, **proxy):
     """Search the space for the best proxy top-1 per MACs within --budget.
 
     An Optuna multi-objective study (maximise proxy top-1, minimise MACs) in the storage; Ray Tune
@@ -298,18 +334,120 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
     from .search import SearchOptions, run_search
     from .summary import print_search_summary
 
-    recipe = ProxyRecipe(
-        epochs=proxy_epochs, resolution=proxy_resolution, width=proxy_width, subset=subset,
-        val_size=max(64, subset // 4), batch_size=proxy_batch_size, lr=proxy_lr, seed=seed,
-    )
     opts = SearchOptions(
         budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
         time_limit=time_limit, seed=seed, sampler=sampler, scheduler=scheduler, address=address,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
-        recipe=recipe, baselines=baselines, artifact_dir=artifact_dir, max_memory_per_trial=max_memory_per_trial,
+        recipe=_recipe(seed=seed, **proxy), baselines=baselines, artifact_dir=artifact_dir,
+        max_memory_per_trial=max_memory_per_trial,
     )
     summary = run_search(opts, console=err if as_json else out)  # --json: progress to stderr, JSON to stdout
     print_search_summary(summary, storage, as_json)
+
+
+# --- nas bench ----------------------------------------------------------------------------------------------
+@main.group()
+def bench():
+    """The tabular benchmark: train a fixed set of points once, replay searches against it in seconds."""
+
+
+@bench.command("build")
+@budget_option(default="4.5G", help="MACs budget the points are drawn within.")
+@click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
+@click.option("--points", default=200, show_default=True, type=click.IntRange(1), help="Points in the table (a larger table extends a smaller one).")
+@click.option("--data", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder.  [default: Debian's Fashion-MNIST]")
+@storage_option
+@click.option("--study-name", help="Study holding the table.  [default: bench-SPACE-BUDGET-DATA]")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the points drawn, the data subset and the training.")
+@ray_options
+@proxy_options(subset=BENCH_SUBSET, held_out=BENCH_HELD_OUT)
+@click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each trained point's exported config is stored.")
+@click.option("--export", "export_path", help="Write the table here (gzipped JSON), e.g. benchmarks/table-unified-4.5G.json.gz.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def bench_build(budget, space_file, points, data, storage, study_name, seed, address, cpus_per_trial, gpus_per_trial,
+                max_concurrent, max_memory_per_trial, artifact_dir, export_path, as_json, **proxy):
+    """Train --points seeded points of the space within --budget, each fully, evaluated every half epoch.
+
+    Through Ray, as a search whose queue holds exactly the points; each point's learning curve is
+    stored in the study, then its zero-cost scores. Rerun to continue: a trained point is never
+    trained again. The default recipe is the search's on fewer training images (--subset).
+    """
+    from .bench import build_table
+    from .search import SearchOptions
+
+    opts = SearchOptions(
+        budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, seed=seed,
+        address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
+        recipe=_recipe(seed=seed, **proxy), artifact_dir=artifact_dir, max_memory_per_trial=max_memory_per_trial,
+    )
+    summary = build_table(opts, points, export_path, console=err if as_json else out)
+    if as_json:
+        return emit_json(summary)
+    out.print(
+        f"table {summary['study']!r}: {summary['points']} points ({summary['complete']} complete, {summary['failed']} failed), "
+        f"{summary['trained_this_run']} trained this run, {summary['training_seconds'] / 60:.1f} min of training in all; "
+        f"{summary['seconds'] / 60:.1f} min this run",
+        markup=False,
+    )
+    if export_path:
+        out.print(f"table written to {export_path} ({summary['export_bytes'] / 1024:.0f} KiB)", markup=False)
+
+
+@bench.command("run")
+@click.option("--table", "table_path", default=str(DEFAULT_TABLE), show_default=True, help="A table written by nas bench build --export.")
+@click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "nsga2", "random", "gp"]))
+@click.option("--scheduler", default="pareto", show_default=True, type=click.Choice(["pareto", "asha", "none"]))
+@click.option("--seeds", default=10, show_default=True, type=click.IntRange(1), help="Replays, with seeds 0, 1, ...")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Trials trained at once (simulated).")
+@click.option(
+    "--budget-seconds", type=click.FloatRange(0, min_open=True),
+    help="Simulated wall-clock seconds.  [default: what the workers need for 24 full trainings, a default search]",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every replay's trace as JSON.")
+def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, as_json):
+    """Replay searches against a table, in seconds: the hypervolume of their fronts on a simulated clock.
+
+    The real searcher, sampler and scheduler; each trial's evaluations arrive when the table says its
+    training reached them, --workers trials at a time (see nas/bench.py for how a draw is answered).
+    """
+    import numpy as np
+
+    from .bench import Table
+    from .replay import replay
+
+    table = Table.load(table_path)
+    runs = [replay(table, sampler, scheduler, seed, workers, budget_seconds) for seed in range(seeds)]
+    (top1, macs) = table.reference_point()
+    reference = {"proxy_top1": top1, "macs": macs, "normalised": [REFERENCE, REFERENCE]}
+    if as_json:
+        return emit_json({
+            "table": table_path, "reference_point": reference, "table_front_hypervolume": table.hypervolume(table.points),
+            "runs": [r.summary() for r in runs],
+        })
+    table_rows = [
+        (r.seed, f"{r.hypervolume:.4f}", r.tally.complete, r.tally.pruned, r.tally.failed, f"{r.suggest_seconds:.1f}s")
+        for r in runs
+    ]
+    from .console import table as print_table
+
+    print_table(
+        f"{sampler} + {scheduler}: {workers} workers, {runs[0].budget_seconds:.0f} simulated seconds",
+        ["seed", "hypervolume", "complete", "pruned", "failed", "sampler time"], table_rows,
+        right=["hypervolume", "complete", "pruned", "failed", "sampler time"],
+    )
+    low, median, high = np.percentile([r.hypervolume for r in runs], [25, 50, 75])
+    out.print(
+        f"hypervolume: median {median:.4f}, interquartile range {low:.4f}-{high:.4f} over {len(runs)} seeds "
+        f"(the table's whole front: {table.hypervolume(table.points):.4f})",
+        markup=False,
+    )
+    out.print(
+        f"objectives normalised to the table front's box; reference point ({REFERENCE:g}, {REFERENCE:g}) = "
+        f"{top1:.1f}% top-1, {macs / 1e9:.2f} GMACs",
+        markup=False,
+    )
+    if any(r.exhausted for r in runs):
+        out.print("some replays tried every table point before the budget ran out: the budget is too large for the table", markup=False)
 
 
 # --- results ------------------------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ class SearchOptions:
     max_concurrent: int | None = None
     recipe: ProxyRecipe = field(default_factory=ProxyRecipe)
     baselines: bool = False
+    points: list = field(default_factory=list)  # points trained first, before any draw (a benchmark table's)
+    evaluations_per_epoch: int | None = None  # None: as the scheduler needs (see evaluations_per_epoch)
     artifact_dir: str = "nas-artifacts"
     max_memory_per_trial: int | None = None  # bytes a trial may allocate beyond what its process holds
 
@@ -63,7 +65,7 @@ class Prepared:
     sampler: optuna.samplers.BaseSampler
     resumed: bool
     stale: list[int]
-    baselines: list
+    queue: list
     data: object
 
 
@@ -93,6 +95,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     baselines = []
     if opts.baselines:
         baselines = [preset(n) for n in preset_names() if count(preset(n)).macs <= opts.budget]
+    queue = baselines + list(opts.points)
     say(f"study {study.study_name!r} in {masked(opts.storage)} ({'resumed, ' + str(len(study.trials)) + ' trials' if resumed else 'new'})")
     if stale:
         say(f"failed {len(stale)} trials left running by a stopped search (re-queued): {stale}")
@@ -104,7 +107,9 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     )
     if baselines:
         say(f"baselines first: {', '.join(s.name for s in baselines)}")
-    return Prepared(space, study, sampler, resumed, stale, baselines, data)
+    if opts.points:
+        say(f"{len(opts.points)} points queued")
+    return Prepared(space, study, sampler, resumed, stale, queue, data)
 
 
 def start_ray(address: str | None, say=print):
@@ -159,13 +164,20 @@ def _ray_token_available() -> bool:
     ).is_file()
 
 
+def evaluations_per_epoch(scheduler: str) -> int:
+    """How often a trial is evaluated: every half epoch where a scheduler decides mid-epoch, else once."""
+    from .scheduler import EVALUATIONS_PER_EPOCH
+
+    return 1 if scheduler == "none" else EVALUATIONS_PER_EPOCH
+
+
 def run_search(opts: SearchOptions, console=None) -> dict:
     """Run the search; returns a summary. Raises NasError for anything the user can fix."""
     configure_ray_environment(opts.address)
     from ray import tune
 
     from .progress import SearchProgress
-    from .scheduler import EVALUATIONS_PER_EPOCH, make_scheduler
+    from .scheduler import make_scheduler
     from .searcher import StudySearcher
     from .trainable import proxy_trial
 
@@ -178,14 +190,14 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     from .export import attach_config
 
     searcher = StudySearcher(
-        prep.study, prep.space, opts.budget, opts.recipe, opts.trials, prep.baselines, prep.sampler,
+        prep.study, prep.space, opts.budget, opts.recipe, opts.trials, prep.queue, prep.sampler,
         before_complete=lambda trial: attach_config(prep.study, trial, opts.storage, Path(opts.artifact_dir)),
     )
     trainable = tune.with_resources(
         tune.with_parameters(
             proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.cpus_per_trial)),
             memory_limit=opts.max_memory_per_trial,
-            evaluations_per_epoch=1 if opts.scheduler == "none" else EVALUATIONS_PER_EPOCH,  # rungs are mid-epoch
+            evaluations_per_epoch=opts.evaluations_per_epoch or evaluations_per_epoch(opts.scheduler),
         ),
         {"cpu": opts.cpus_per_trial, "gpu": gpus},
     )

@@ -196,7 +196,8 @@ def test_a_live_search_fails_and_requeues_the_trials_a_stopped_search_left_runni
     heartbeat.start()
     try:
         deadline = time.monotonic() + 20
-        while study.trials[0].state == TrialState.RUNNING and time.monotonic() < deadline:
+        # until the trial is failed and its point re-queued: the heartbeat thread does one just after the other
+        while not study.get_trials(states=(TrialState.WAITING,)) and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         heartbeat.stop()
