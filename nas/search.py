@@ -57,6 +57,7 @@ class SearchOptions:
     queue: list = field(default_factory=list)  # specs to train first (a calibration's panel ...)
     draws: bool = True  # False: train the queue only, never a point the sampler draws
     role: str = "search"  # what the study is for (trials.record.STUDY_ROLE)
+    evaluations_per_epoch: int | None = None  # None: as the scheduler needs (see evaluations_per_epoch)
     artifact_dir: str = "nas-artifacts"
     max_memory_per_trial: int | None = None  # bytes a trial may allocate beyond what its process holds
 
@@ -68,7 +69,7 @@ class Prepared:
     sampler: optuna.samplers.BaseSampler
     resumed: bool
     stale: list[int]
-    baselines: list
+    queue: list
     data: object
 
 
@@ -178,13 +179,20 @@ def _ray_token_available() -> bool:
     ).is_file()
 
 
+def evaluations_per_epoch(scheduler: str) -> int:
+    """How often a trial is evaluated: every half epoch where a scheduler decides mid-epoch, else once."""
+    from .scheduler import EVALUATIONS_PER_EPOCH
+
+    return 1 if scheduler == "none" else EVALUATIONS_PER_EPOCH
+
+
 def run_search(opts: SearchOptions, console=None) -> dict:
     """Run the search; returns a summary. Raises NasError for anything the user can fix."""
     configure_ray_environment(opts.address)
     from ray import tune
 
     from .progress import SearchProgress
-    from .scheduler import EVALUATIONS_PER_EPOCH, make_scheduler
+    from .scheduler import make_scheduler
     from .searcher import StudySearcher
     from .trainable import proxy_trial
 
@@ -197,7 +205,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     from .export import attach_config
 
     searcher = StudySearcher(
-        prep.study, prep.space, opts.budget, opts.recipe, opts.trials, prep.baselines, prep.sampler,
+        prep.study, prep.space, opts.budget, opts.recipe, opts.trials, prep.queue, prep.sampler,
         before_complete=lambda trial: attach_config(prep.study, trial, opts.storage, Path(opts.artifact_dir)),
         draws=opts.draws,
     )
@@ -205,7 +213,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
         tune.with_parameters(
             proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.cpus_per_trial)),
             memory_limit=opts.max_memory_per_trial,
-            evaluations_per_epoch=1 if opts.scheduler == "none" else EVALUATIONS_PER_EPOCH,  # rungs are mid-epoch
+            evaluations_per_epoch=opts.evaluations_per_epoch or evaluations_per_epoch(opts.scheduler),
         ),
         {"cpu": opts.cpus_per_trial, "gpu": gpus},
     )

@@ -34,6 +34,8 @@ DEVICE = "device"
 FAIL_REASON = "fail_reason"  # why a trial failed, or why a point was not trained
 DUPLICATE_OF = "duplicate_of"  # a repeat answered from this trial number (stored before 0.2; views skip it)
 SEARCH_PROCESS = "search_process"  # host:pid of the `nas search` that drew the point
+CURVE = "curve"  # the learning curve: {key: [value at each evaluation]} for the keys below
+CURVE_KEYS = ("progress", "proxy_top1", "train_seconds")  # epochs trained, held-out top-1 (%), cumulative seconds
 
 # A FAIL trial without a reason was failed by a later search: its own search stopped (no heartbeat).
 INTERRUPTED = "interrupted: its search stopped while training it (the point was re-queued)"
@@ -54,6 +56,7 @@ STUDY_ROLE = "role"  # "search", or a calibration's "proxy" / "reference" run, o
 STUDY_CALIBRATION = "calibration"  # on a calibration's runs: the figures (see dashboards.calibration)
 STUDY_CONFIRMATION = "confirmation"  # on a search: its front re-trained at a higher fidelity (nas confirm)
 STUDY_CONFIRMS = "confirms"  # on a confirmation's runs: the search they confirm
+ZERO_COST = "zero_cost"  # a benchmark table's study: "zero_cost:<spec id>" holds that point's zero-cost scores
 
 
 def spec_of(trial: optuna.trial.FrozenTrial) -> ArchSpec | None:
