@@ -390,7 +390,6 @@ def calibrate(budget, space_file, data, storage, points, presets, seed, address,
     noise, the agreement with the reference and with the papers' ImageNet top-1 (beside MACs alone), each
     recipe's cost and the choices the proxy cannot see. Searches with the same recipe and data show it.
     """
-    from searchspace import parse_macs
 
     from .calibrate import CalibrateOptions
     from .calibrate import calibrate as run_calibration
