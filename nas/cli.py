@@ -285,8 +285,9 @@ def ray_options(f):
 
 
 # --- proxy recipes -----------------------------------------------------------------------------------------------
-def recipe_options(prefix: str, defaults: ProxyRecipe):
-    """The options of a training recipe, named --PREFIX-epochs ... (the proxy's subset is plain --subset)."""
+def recipe_options(prefix: str, defaults: ProxyRecipe, quarter_held_out: bool = False):
+    """The options of a training recipe, named --PREFIX-epochs ... (the proxy's subset is plain --subset);
+    `quarter_held_out`: the held-out images default to a quarter of the training images, not to `defaults`."""
     subset = "--subset" if prefix == "proxy" else f"--{prefix}-subset"
     held_out = "--held-out" if prefix == "proxy" else f"--{prefix}-held-out"
     options = [
@@ -298,8 +299,8 @@ def recipe_options(prefix: str, defaults: ProxyRecipe):
                      help="clamp: windows keep their size on the small maps; keep: they shrink so every stage keeps its full-size number of windows."),
         click.option(f"--{prefix}-width", default=defaults.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier."),
         click.option(subset, f"{prefix}_subset", default=defaults.subset, show_default=True, type=click.IntRange(16), help="Training images."),
-        click.option(held_out, f"{prefix}_held_out", type=click.IntRange(16), default=defaults.val_size if prefix != "proxy" else None,
-                     show_default=prefix != "proxy", help="Held-out images the top-1 is measured on." + ("  [default: a quarter of --subset, 64 to 1500]" if prefix == "proxy" else "")),
+        click.option(held_out, f"{prefix}_held_out", type=click.IntRange(16), default=None if quarter_held_out else defaults.val_size,
+                     show_default=not quarter_held_out, help="Held-out images the top-1 is measured on." + ("  [default: a quarter of the training images, 64 to 1500]" if quarter_held_out else "")),
         click.option(f"--{prefix}-batch-size", default=defaults.batch_size, show_default=True, type=click.IntRange(1)),
         click.option(f"--{prefix}-lr", default=defaults.lr, show_default=True, type=click.FloatRange(0, min_open=True)),
         click.option(f"--{prefix}-seeds", default=defaults.seeds, show_default=True, type=click.IntRange(1),
@@ -343,7 +344,7 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
     help="Stop weak trials at half an epoch, then every doubling: pareto ranks them on both objectives (MO-ASHA), asha on proxy top-1 alone; none trains every trial fully.",
 )
 @ray_options
-@recipe_options("proxy", ProxyRecipe())
+@recipe_options("proxy", ProxyRecipe(), quarter_held_out=True)
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
@@ -377,7 +378,7 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
 @click.option("--points", default=8, show_default=True, type=click.IntRange(0), help="Points drawn within the budget, beside the presets (convolution-like, attention and hybrid alike).")
 @click.option("--presets/--no-presets", default=True, show_default=True, help="Put the in-budget presets in the panel.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the panel and of the first training.")
-@recipe_options("proxy", ProxyRecipe(seeds=2))
+@recipe_options("proxy", ProxyRecipe(seeds=2), quarter_held_out=True)
 @recipe_options("reference", REFERENCE_RECIPE)
 @ray_options
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
