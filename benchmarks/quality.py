@@ -32,8 +32,11 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from nas.bench import DEFAULT_TABLE, REFERENCE, Table, spearman_table
+
+FIDELITY_RUNS = Path(__file__).with_name("calibration-unified-fashion-mnist.csv.gz")
 
 SAMPLERS = ("random", "tpe", "nsga2", "gp")
 SCHEDULERS = ("pareto", "asha", "none")
@@ -160,7 +163,14 @@ def main():
     parser.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1), help="replays run at once")
     parser.add_argument("--png", default=str(Path(__file__).with_name("quality.png")))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--fidelity", default=str(FIDELITY_RUNS), help="calibration runs written by nas calibrate --export")
+    parser.add_argument("--only", choices=("search", "fidelity"), help="one of the two parts [default: both]")
     args = parser.parse_args()
+    if args.only != "search":
+        fidelity = fidelity_report(args.fidelity)
+        if args.only == "fidelity":
+            print(json.dumps(fidelity, indent=2, default=float) if args.json else "\n".join(fidelity["lines"]))
+            return
     samplers = [s for s in SAMPLERS if s in args.samplers.split(",")]
     unknown = set(args.samplers.split(",")) - set(SAMPLERS)
     if unknown or "random" not in samplers:
@@ -201,10 +211,47 @@ def main():
         "strategies": rows, "comparisons": comparisons, "zero_cost_spearman": zero_cost,
         "png": None if png_error else args.png, "png_error": png_error,
     }
+    if args.only is None:
+        report["proxy_fidelity"] = fidelity
     if args.json:
         print(json.dumps(report, indent=2, default=float))
         return
     print_report(report, samplers)
+    if args.only is None:
+        print("\n" + "\n".join(fidelity["lines"]))
+
+
+def fidelity_report(path: str) -> dict:
+    """Proxy fidelity: each proxy recipe's calibration figures against the same reference, recomputed from
+    the runs `nas calibrate --export` wrote (the panel's scores per recipe and seed; nothing is trained)."""
+    from dashboards.calibration import recipes_compared
+
+    frame = pd.read_csv(path)
+    rows = recipes_compared(frame)
+    reference = frame[frame.role == "reference"]
+    lines = [
+        f"proxy fidelity on {path}: {frame.point.nunique()} panel points; reference: {reference.recipe_text.iloc[0]}, "
+        f"{reference.seconds.mean():.0f} s per trial",
+        "Kendall tau with 95% bootstrap intervals over the panel; noise: one score's standard deviation between seeds",
+        f"{'proxy recipe':60s} {'s/trial':>7s} {'seed tau':>9s} {'noise':>6s} {'tau vs reference':>22s} {'SoTL vs ref':>12s} "
+        f"{'vs papers':>9s}",
+    ]
+    for row in rows:
+        f = row["figures"]
+        ref = f["against_reference"]
+        ci = ref["proxy_top1"]["tau_ci"]
+        lines.append(
+            f"{row['recipe_text']:60s} {f['cost']['proxy']['seconds_per_trial']:7.1f} {f['seed_to_seed']['tau']:+9.2f} "
+            f"{f['noise']['pooled_std']:6.2f} {ref['proxy_top1']['tau']:+6.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] "
+            f"{ref['proxy_sotl']['tau'] if ref['proxy_sotl'] else float('nan'):+12.2f} {f['against_published']['all']['proxy']:+9.2f}"
+        )
+    first = rows[0]["figures"]
+    lines.append(
+        f"baselines: MACs alone vs reference tau {first['against_reference']['macs_only']['tau']:+.2f}; vs papers "
+        f"{first['against_published']['all']['macs_only']:+.2f}; the reference itself vs papers "
+        f"{first['against_published']['all'].get('reference', float('nan')):+.2f}"
+    )
+    return {"runs": path, "recipes": rows, "lines": lines}
 
 
 def _q(q, digits=3) -> str:

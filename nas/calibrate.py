@@ -24,7 +24,7 @@ from searchspace.collapse import collapsed_axes
 from trials import ProxyRecipe, data_name
 from trials import record as R
 
-from .search import SearchOptions, describe, run_search
+from .search import SearchOptions, run_search
 from .study import DEFAULT_STORAGE, load_study
 
 ATTENTION_LIKE = ("attention", "hadamard")  # dynamic weights computed from queries and keys
@@ -204,7 +204,7 @@ def confirm(opts: ConfirmOptions, console=None) -> dict:
         }
     result = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "recipe": opts.recipe.key, "recipe_text": describe(opts.recipe), "seeds": opts.seeds,
+        "recipe": opts.recipe.key, "recipe_text": opts.recipe.describe(), "seeds": opts.seeds,
         "front": len(points), "confirmed": sum(p["confirmed"] for p in points.values()), "points": points,
         "presets": {label[i]: {"top1": float(scores["mean"][i]), "se": float(scores["se"][i])} for i in scores.index if panel[i].name in preset_names()},
         "studies": [s.study_name for s in runs],

@@ -381,9 +381,10 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
 @recipe_options("proxy", ProxyRecipe(seeds=2), quarter_held_out=True)
 @recipe_options("reference", REFERENCE_RECIPE)
 @ray_options
+@click.option("--export", "export_path", help="Also write every calibration run in the storage (all recipes) as CSV (.csv.gz: compressed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def calibrate(budget, space_file, data, storage, points, presets, seed, address, cpus_per_trial, gpus_per_trial,
-              max_concurrent, max_memory_per_trial, as_json, **recipes):
+              max_concurrent, max_memory_per_trial, export_path, as_json, **recipes):
     """How far the proxy recipe's scores can be trusted, measured on a panel of architectures.
 
     The panel is trained by the proxy recipe with --proxy-seeds seeds (2 or more) and by the stronger
@@ -405,6 +406,13 @@ def calibrate(budget, space_file, data, storage, points, presets, seed, address,
         gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent, max_memory_per_trial=max_memory_per_trial,
     )
     figures = run_calibration(opts, console=err if as_json else out)
+    if export_path:
+        from dashboards.calibration import calibration_runs, runs_frame
+
+        from .study import open_storage
+
+        runs_frame(calibration_runs(open_storage(storage, heartbeat=False))).to_csv(export_path, index=False)
+        err.print(f"every calibration run in the storage written to {export_path}", markup=False)
     if as_json:
         return emit_json(figures)
     print_calibration(figures)

@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 
 from dashboards.calibration import calibration_for, summary_line
-from searchspace import NasError, SearchSpace, count, feature_sizes, format_budget, format_macs, load_space, preset, preset_names
+from searchspace import NasError, SearchSpace, count, format_budget, format_macs, load_space, preset, preset_names
 from searchspace.collapse import collapsed_axes
 from trials import ProxyRecipe, data_name, load_proxy_data
 
@@ -104,7 +104,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
         say(f"failed {len(stale)} trials left running by a stopped search (re-queued): {stale}")
     say(f"space {space.name}: {space.cardinality():.2e} points, cheapest {format_macs(cost.macs)}; budget {format_macs(opts.budget)} MACs")
     say(f"data {data.describe()}")
-    say(f"{'proxy' if opts.role == 'search' else opts.role} recipe: {describe(r)}")
+    say(f"{'proxy' if opts.role == 'search' else opts.role} recipe: {r.describe()}")
     if opts.role == "search":
         blind = [c for c in collapsed_axes(space, r.resolution, r.stem_stride, r.windows) if not c["also_at_full_size"]]
         if blind:
@@ -113,16 +113,6 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     if opts.baselines:
         say(f"baselines first: {', '.join(s.label for s in baselines[len(opts.queue):])}")
     return Prepared(space, study, sampler, resumed, stale, baselines, data)
-
-
-def describe(r: ProxyRecipe) -> str:
-    """A recipe in one line."""
-    maps = "/".join(str(h) for h, _ in feature_sizes("patch", 4, r.resolution, r.stem_stride))
-    seeds = f", {r.seeds} seeds from {r.seed}" if r.seeds > 1 else f", seed {r.seed}"
-    return (
-        f"{r.epochs} epochs on {r.subset} images at {r.resolution}px (maps {maps}, windows {r.windows}), width x{r.width:g}, "
-        f"batch {r.batch_size}, lr {r.lr:g}{seeds}"
-    )
 
 
 def start_ray(address: str | None, say=print):

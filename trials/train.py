@@ -66,6 +66,17 @@ class ProxyRecipe:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self, short: bool = False) -> str:
+        """The recipe in one line (`short`: what tells fidelities apart, for tables)."""
+        maps = "/".join(str(h) for h, _ in feature_sizes("patch", 4, self.resolution, self.stem_stride))
+        if short:
+            return f"{self.epochs} ep x {self.subset} img, maps {maps}, windows {self.windows}, width x{self.width:g}"
+        seeds = f", {self.seeds} seeds from {self.seed}" if self.seeds > 1 else f", seed {self.seed}"
+        return (
+            f"{self.epochs} epochs on {self.subset} images ({self.val_size} held out) at {self.resolution}px (maps {maps}, "
+            f"windows {self.windows}), width x{self.width:g}, batch {self.batch_size}, lr {self.lr:g}{seeds}"
+        )
+
     @property
     def key(self) -> dict:
         """What makes two recipes one fidelity: everything but the seeds."""
