@@ -79,6 +79,7 @@ class CalibrateOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
+    max_memory_per_trial: int | None = None
     artifact_dir: str = "nas-artifacts"
 
 
@@ -93,6 +94,7 @@ def train_panel(opts, panel: list[ArchSpec], role: str, recipe: ProxyRecipe, nam
             budget=opts.budget, space=opts.space, data=opts.data, storage=opts.storage, study_name=name,
             trials=len(panel), seed=recipe.seed, sampler="random", scheduler="none", address=opts.address,
             cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial, max_concurrent=opts.max_concurrent,
+            max_memory_per_trial=opts.max_memory_per_trial,
             recipe=recipe, queue=panel, draws=False, role=role, artifact_dir=opts.artifact_dir,
         ),
         console=console,
@@ -149,6 +151,7 @@ class ConfirmOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
+    max_memory_per_trial: int | None = None
     artifact_dir: str = "nas-artifacts"
 
 
@@ -175,7 +178,8 @@ def confirm(opts: ConfirmOptions, console=None) -> dict:
     opts_run = CalibrateOptions(
         budget=budget, space=search.user_attrs.get(R.STUDY_SPACE), data=opts.data, storage=opts.storage,
         address=opts.address, cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
-        max_concurrent=opts.max_concurrent, artifact_dir=opts.artifact_dir,
+        max_concurrent=opts.max_concurrent, max_memory_per_trial=opts.max_memory_per_trial,
+        artifact_dir=opts.artifact_dir,
     )
     runs = []
     for i in range(opts.seeds):
