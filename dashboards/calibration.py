@@ -23,8 +23,12 @@ BOOTSTRAP = 2000  # resamples of the panel for each interval
 SIMILAR_MACS = 1.5  # presets within this factor of each other's MACs are compared among themselves
 
 
+RUN_COLUMNS = ["role", "recipe", "recipe_text", "seed", "point", "preset", "macs", "top1", "sotl", "seconds"]
+
+
 def runs_frame(studies: list[optuna.Study]) -> pd.DataFrame:
-    """One row per fully trained point of each run: role, seed, point id, preset, MACs, scores, seconds."""
+    """One row per fully trained point of each run: role, recipe (key and words), seed, point id, preset,
+    MACs, scores, seconds."""
     rows = []
     for study in studies:
         recipe = R.stored_recipe(study)
@@ -32,12 +36,33 @@ def runs_frame(studies: list[optuna.Study]) -> pd.DataFrame:
             a = t.user_attrs
             rows.append(
                 {
-                    "role": study.user_attrs.get(R.STUDY_ROLE), "seed": recipe.seed, "point": a[R.SPEC_ID],
+                    "role": study.user_attrs.get(R.STUDY_ROLE), "recipe": study.user_attrs.get(R.STUDY_RECIPE_KEY),
+                    "recipe_text": recipe.describe(short=True), "seed": recipe.seed, "point": a[R.SPEC_ID],
                     "preset": a.get(R.PRESET), "macs": a[R.MACS], "top1": t.values[0],
                     "sotl": a.get(R.TRAIN_LOSS_SUM), "seconds": a.get(R.TRAIN_SECONDS),
                 }
             )
-    return pd.DataFrame(rows, columns=["role", "seed", "point", "preset", "macs", "top1", "sotl", "seconds"])
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def calibration_runs(storage) -> list[optuna.Study]:
+    """Every calibration run (proxy and reference) in a storage."""
+    return [
+        optuna.load_study(study_name=s.study_name, storage=storage)
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if s.user_attrs.get(R.STUDY_ROLE) in ("proxy", "reference")
+    ]
+
+
+def recipes_compared(frame: pd.DataFrame) -> list[dict]:
+    """The figures of every proxy recipe in `frame` against the same reference runs, cheapest first."""
+    reference = frame[frame.role == "reference"]
+    rows = []
+    for key, runs in frame[frame.role == "proxy"].groupby("recipe"):
+        shared = runs[runs.point.isin(reference.point)]
+        f = figures(pd.concat([shared, reference[reference.point.isin(shared.point)]]))
+        rows.append({"recipe": key, "recipe_text": runs.recipe_text.iloc[0], "figures": f})
+    return sorted(rows, key=lambda r: r["figures"]["cost"]["proxy"]["seconds_per_trial"])
 
 
 def _tau(x, y) -> float:

@@ -14,7 +14,7 @@ from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 
 from trials import record as R
 
-from .calibration import calibration_for, single_score_noise
+from .calibration import single_score_noise
 
 FRONT_COLUMNS = ["number", R.SPEC_ID, R.PRESET, R.MACS, R.PARAMS, R.PROXY_TOP1, R.PROXY_TOP1_SE]
 NOISE_MARGIN = 2.0  # "beats" needs a top-1 gain larger than this many standard errors of the difference

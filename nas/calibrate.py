@@ -24,7 +24,7 @@ from searchspace.collapse import collapsed_axes
 from trials import ProxyRecipe, data_name
 from trials import record as R
 
-from .search import SearchOptions, describe, run_search
+from .search import SearchOptions, run_search
 from .study import DEFAULT_STORAGE, load_study
 
 ATTENTION_LIKE = ("attention", "hadamard")  # dynamic weights computed from queries and keys
@@ -79,6 +79,7 @@ class CalibrateOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
+    max_memory_per_trial: int | None = None
     artifact_dir: str = "nas-artifacts"
 
 
@@ -93,6 +94,7 @@ def train_panel(opts, panel: list[ArchSpec], role: str, recipe: ProxyRecipe, nam
             budget=opts.budget, space=opts.space, data=opts.data, storage=opts.storage, study_name=name,
             trials=len(panel), seed=recipe.seed, sampler="random", scheduler="none", address=opts.address,
             cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial, max_concurrent=opts.max_concurrent,
+            max_memory_per_trial=opts.max_memory_per_trial,
             recipe=recipe, queue=panel, draws=False, role=role, artifact_dir=opts.artifact_dir,
         ),
         console=console,
@@ -149,6 +151,7 @@ class ConfirmOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
+    max_memory_per_trial: int | None = None
     artifact_dir: str = "nas-artifacts"
 
 
@@ -175,7 +178,8 @@ def confirm(opts: ConfirmOptions, console=None) -> dict:
     opts_run = CalibrateOptions(
         budget=budget, space=search.user_attrs.get(R.STUDY_SPACE), data=opts.data, storage=opts.storage,
         address=opts.address, cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
-        max_concurrent=opts.max_concurrent, artifact_dir=opts.artifact_dir,
+        max_concurrent=opts.max_concurrent, max_memory_per_trial=opts.max_memory_per_trial,
+        artifact_dir=opts.artifact_dir,
     )
     runs = []
     for i in range(opts.seeds):
@@ -204,7 +208,7 @@ def confirm(opts: ConfirmOptions, console=None) -> dict:
         }
     result = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "recipe": opts.recipe.key, "recipe_text": describe(opts.recipe), "seeds": opts.seeds,
+        "recipe": opts.recipe.key, "recipe_text": opts.recipe.describe(), "seeds": opts.seeds,
         "front": len(points), "confirmed": sum(p["confirmed"] for p in points.values()), "points": points,
         "presets": {label[i]: {"top1": float(scores["mean"][i]), "se": float(scores["se"][i])} for i in scores.index if panel[i].name in preset_names()},
         "studies": [s.study_name for s in runs],

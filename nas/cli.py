@@ -11,7 +11,7 @@ from dataclasses import replace
 import click
 
 from searchspace.geometry import WINDOW_RULES
-from trials.recipe import REFERENCE_RECIPE, ProxyRecipe
+from trials.recipe import BENCH_RECIPE, REFERENCE_RECIPE, ProxyRecipe
 
 from . import __version__
 from .console import emit_json, err, fail, out, table
@@ -43,7 +43,7 @@ def main(ctx, debug):
     ctx.ensure_object(dict)["debug"] = debug
 
 
-def budget_option(required: bool = False, help: str = "MACs budget: 4.5G, 800M, 4500000000 or 4.5e9."):
+def budget_option(required: bool = False, help: str = "MACs budget: 4.5G, 800M, 4500000000 or 4.5e9.", default=None):
     def convert(ctx, param, value):
         if value is None:
             return None
@@ -51,7 +51,7 @@ def budget_option(required: bool = False, help: str = "MACs budget: 4.5G, 800M, 
 
         return parse_macs(value)
 
-    return click.option("--budget", required=required, callback=convert, help=help)
+    return click.option("--budget", required=required, callback=convert, help=help, default=default, show_default=default is not None)
 
 
 # --- nas arch ----------------------------------------------------------------------------------------------
@@ -226,47 +226,7 @@ def space_sample(file, n, seed, budget, as_json):
         out.print(f"only {len(rows)} distinct points within budget were found")
 
 
-# --- proxy recipes -----------------------------------------------------------------------------------------------
-def recipe_options(prefix: str, defaults: ProxyRecipe):
-    """The options of a training recipe, named --PREFIX-epochs ... (the proxy's subset is plain --subset)."""
-    subset = "--subset" if prefix == "proxy" else f"--{prefix}-subset"
-    options = [
-        click.option(f"--{prefix}-epochs", default=defaults.epochs, show_default=True, type=click.IntRange(1)),
-        click.option(f"--{prefix}-resolution", default=defaults.resolution, show_default=True, type=click.IntRange(8, 512)),
-        click.option(f"--{prefix}-stem-stride", type=click.Choice(["1", "2", "4"]), default=str(defaults.stem_stride) if prefix != "proxy" else None,
-                     help="Stage maps: input / stride, then halved per stage.  [default: the largest stride leaving the last map 2x2]"),
-        click.option(f"--{prefix}-windows", default=defaults.windows, show_default=True, type=click.Choice(list(WINDOW_RULES)),
-                     help="clamp: windows keep their size on the small maps; keep: they shrink so every stage keeps its full-size number of windows."),
-        click.option(f"--{prefix}-width", default=defaults.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier."),
-        click.option(subset, f"{prefix}_subset", default=defaults.subset, show_default=True, type=click.IntRange(16), help="Training images (plus a quarter as many held out, at most 1500)."),
-        click.option(f"--{prefix}-batch-size", default=defaults.batch_size, show_default=True, type=click.IntRange(1)),
-        click.option(f"--{prefix}-lr", default=defaults.lr, show_default=True, type=click.FloatRange(0, min_open=True)),
-        click.option(f"--{prefix}-seeds", default=defaults.seeds, show_default=True, type=click.IntRange(1),
-                     help="Trainings per point (other initial weights and batch order); scored by their mean, with its standard error."
-                     if prefix == "proxy" else "Reference trainings per point (another seed each)."),
-    ]
-
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return decorate
-
-
-def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
-    """The recipe named by recipe_options' values (taken out of kwargs)."""
-    get = lambda name: kwargs.pop(f"{prefix}_{name}")  # noqa: E731
-    subset = get("subset")
-    stride = get("stem_stride")
-    return ProxyRecipe(
-        epochs=get("epochs"), resolution=get("resolution"), width=get("width"), subset=subset,
-        val_size=min(1500, max(64, subset // 4)), batch_size=get("batch_size"), lr=get("lr"), seed=seed,
-        seeds=get("seeds"), stem_stride=int(stride) if stride else None, windows=get("windows"),
-    )
-
-
-# --- nas search ----------------------------------------------------------------------------------------------
+# --- shared options ----------------------------------------------------------------------------------------------
 def _duration(ctx, param, value):
     if value is None:
         return None
@@ -302,10 +262,77 @@ def storage_option(f):
     )(f)
 
 
+def _options(*options):
+    """Apply click options in the order they are listed (so --help lists them so)."""
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def ray_options(f):
+    """Where and how the trials run (`nas search`, `nas bench build`)."""
+    return _options(
+        click.option("--address", help="Join an existing Ray cluster (ray://host:10001 or host:6379).  [default: local Ray]"),
+        click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1)),
+        click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).  [default: 1 where the cluster has GPUs, else 0]"),
+        click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.  [default: as many as the resources allow]"),
+        click.option("--max-memory-per-trial", callback=_bytes, help="Host memory a trial may allocate (500M, 4G); beyond it the trial fails as out of memory."),
+    )(f)
+
+
+# --- proxy recipes -----------------------------------------------------------------------------------------------
+def recipe_options(prefix: str, defaults: ProxyRecipe, quarter_held_out: bool = False):
+    """The options of a training recipe, named --PREFIX-epochs ... (the proxy's subset is plain --subset);
+    `quarter_held_out`: the held-out images default to a quarter of the training images, not to `defaults`."""
+    subset = "--subset" if prefix == "proxy" else f"--{prefix}-subset"
+    held_out = "--held-out" if prefix == "proxy" else f"--{prefix}-held-out"
+    options = [
+        click.option(f"--{prefix}-epochs", default=defaults.epochs, show_default=True, type=click.IntRange(1)),
+        click.option(f"--{prefix}-resolution", default=defaults.resolution, show_default=True, type=click.IntRange(8, 512)),
+        click.option(f"--{prefix}-stem-stride", type=click.Choice(["1", "2", "4"]), default=str(defaults.stem_stride) if prefix != "proxy" else None,
+                     help="Stage maps: input / stride, then halved per stage.  [default: the largest stride leaving the last map 2x2]"),
+        click.option(f"--{prefix}-windows", default=defaults.windows, show_default=True, type=click.Choice(list(WINDOW_RULES)),
+                     help="clamp: windows keep their size on the small maps; keep: they shrink so every stage keeps its full-size number of windows."),
+        click.option(f"--{prefix}-width", default=defaults.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier."),
+        click.option(subset, f"{prefix}_subset", default=defaults.subset, show_default=True, type=click.IntRange(16), help="Training images."),
+        click.option(held_out, f"{prefix}_held_out", type=click.IntRange(16), default=None if quarter_held_out else defaults.val_size,
+                     show_default=not quarter_held_out, help="Held-out images the top-1 is measured on." + ("  [default: a quarter of the training images, 64 to 1500]" if quarter_held_out else "")),
+        click.option(f"--{prefix}-batch-size", default=defaults.batch_size, show_default=True, type=click.IntRange(1)),
+        click.option(f"--{prefix}-lr", default=defaults.lr, show_default=True, type=click.FloatRange(0, min_open=True)),
+        click.option(f"--{prefix}-seeds", default=defaults.seeds, show_default=True, type=click.IntRange(1),
+                     help="Trainings per point (other initial weights and batch order); scored by their mean, with its standard error."
+                     if prefix == "proxy" else "Reference trainings per point (another seed each)."),
+    ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
+    """The recipe named by recipe_options' values (taken out of kwargs)."""
+    get = lambda name: kwargs.pop(f"{prefix}_{name}")  # noqa: E731
+    subset = get("subset")
+    stride = get("stem_stride")
+    return ProxyRecipe(
+        epochs=get("epochs"), resolution=get("resolution"), width=get("width"), subset=subset,
+        val_size=get("held_out") or min(1500, max(64, subset // 4)), batch_size=get("batch_size"), lr=get("lr"), seed=seed,
+        seeds=get("seeds"), stem_stride=int(stride) if stride else None, windows=get("windows"),
+    )
+
+
+# --- nas search ----------------------------------------------------------------------------------------------
 @main.command()
 @budget_option(required=True, help="MACs budget of the full-size network at 224: 4.5G, 800M, 4500000000, 4.5e9.")
 @click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
-@click.option("--data", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder.  [default: Debian's Fashion-MNIST]")
+@click.option("--data", envvar="NAS_DATA", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder (or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @storage_option
 @click.option("--study-name", help="Study to create or resume.  [default: SPACE-BUDGET-DATA]")
 @click.option("--trials", default=24, show_default=True, type=click.IntRange(1), help="Trials to train in this run.")
@@ -316,18 +343,13 @@ def storage_option(f):
     "--scheduler", default="pareto", show_default=True, type=click.Choice(["pareto", "asha", "none"]),
     help="Stop weak trials at half an epoch, then every doubling: pareto ranks them on both objectives (MO-ASHA), asha on proxy top-1 alone; none trains every trial fully.",
 )
-@click.option("--address", help="Join an existing Ray cluster (ray://host:10001 or host:6379).  [default: local Ray]")
-@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1))
-@click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).  [default: 1 where the cluster has GPUs, else 0]")
-@click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.  [default: as many as the resources allow]")
-@recipe_options("proxy", ProxyRecipe())
+@ray_options
+@recipe_options("proxy", ProxyRecipe(), quarter_held_out=True)
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
-@click.option("--max-memory-per-trial", callback=_bytes, help="Host memory a trial may allocate (500M, 4G); beyond it the trial fails as out of memory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
 def search(budget, space_file, data, storage, study_name, trials, time_limit, seed, sampler, scheduler, address,
-           cpus_per_trial, gpus_per_trial, max_concurrent, baselines, artifact_dir, max_memory_per_trial, as_json,
-           **recipe):
+           cpus_per_trial, gpus_per_trial, max_concurrent, max_memory_per_trial, baselines, artifact_dir, as_json, **recipe):
     """Search the space for the best proxy top-1 per MACs within --budget.
 
     An Optuna multi-objective study (maximise proxy top-1, minimise MACs) in the storage; Ray Tune
@@ -349,22 +371,20 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
 
 # --- nas calibrate ----------------------------------------------------------------------------------------------
 @main.command()
-@budget_option(help="MACs budget of the panel's points.  [default: 4.5G]")
+@budget_option(default="4.5G", help="MACs budget of the panel's points.")
 @click.option("--space", "space_file", help="Space file the panel's points are drawn from.  [default: unified]")
-@click.option("--data", help="As for nas search.  [default: Debian's Fashion-MNIST]")
+@click.option("--data", envvar="NAS_DATA", help="As for nas search (or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @storage_option
 @click.option("--points", default=8, show_default=True, type=click.IntRange(0), help="Points drawn within the budget, beside the presets (convolution-like, attention and hybrid alike).")
 @click.option("--presets/--no-presets", default=True, show_default=True, help="Put the in-budget presets in the panel.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the panel and of the first training.")
-@recipe_options("proxy", ProxyRecipe(seeds=2))
+@recipe_options("proxy", ProxyRecipe(seeds=2), quarter_held_out=True)
 @recipe_options("reference", REFERENCE_RECIPE)
-@click.option("--address", help="Join an existing Ray cluster.  [default: local Ray]")
-@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1))
-@click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).")
-@click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.")
+@ray_options
+@click.option("--export", "export_path", help="Also write every calibration run in the storage (all recipes) as CSV (.csv.gz: compressed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def calibrate(budget, space_file, data, storage, points, presets, seed, address, cpus_per_trial, gpus_per_trial,
-              max_concurrent, as_json, **recipes):
+              max_concurrent, max_memory_per_trial, export_path, as_json, **recipes):
     """How far the proxy recipe's scores can be trusted, measured on a panel of architectures.
 
     The panel is trained by the proxy recipe with --proxy-seeds seeds (2 or more) and by the stronger
@@ -372,7 +392,6 @@ def calibrate(budget, space_file, data, storage, points, presets, seed, address,
     noise, the agreement with the reference and with the papers' ImageNet top-1 (beside MACs alone), each
     recipe's cost and the choices the proxy cannot see. Searches with the same recipe and data show it.
     """
-    from searchspace import parse_macs
 
     from .calibrate import CalibrateOptions
     from .calibrate import calibrate as run_calibration
@@ -381,12 +400,19 @@ def calibrate(budget, space_file, data, storage, points, presets, seed, address,
     proxy = recipe_from(recipes, "proxy", seed)
     reference = recipe_from(recipes, "reference", seed)
     opts = CalibrateOptions(
-        budget=budget or parse_macs("4.5G"), space=space_file, data=data, storage=storage, points=points, presets=presets,
+        budget=budget, space=space_file, data=data, storage=storage, points=points, presets=presets,
         seed=seed, proxy=replace(proxy, seeds=1), proxy_seeds=proxy.seeds, reference=replace(reference, seeds=1),
         reference_seeds=reference.seeds, address=address, cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
+        gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent, max_memory_per_trial=max_memory_per_trial,
     )
     figures = run_calibration(opts, console=err if as_json else out)
+    if export_path:
+        from dashboards.calibration import calibration_runs, runs_frame
+
+        from .study import open_storage
+
+        runs_frame(calibration_runs(open_storage(storage, heartbeat=False))).to_csv(export_path, index=False)
+        err.print(f"every calibration run in the storage written to {export_path}", markup=False)
     if as_json:
         return emit_json(figures)
     print_calibration(figures)
@@ -395,16 +421,14 @@ def calibrate(budget, space_file, data, storage, points, presets, seed, address,
 @main.command()
 @click.option("--study", "study_name", help="The search to confirm.  [default: the storage's only study]")
 @storage_option
-@click.option("--data", help="The search's data (ImageFolder, CIFAR-10 or IDX folder).  [default: Debian's Fashion-MNIST]")
+@click.option("--data", envvar="NAS_DATA", help="The search's data (ImageFolder, CIFAR-10 or IDX folder; or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @click.option("--presets/--no-presets", default=True, show_default=True, help="Re-train the in-budget presets beside the front.")
 @recipe_options("reference", replace(REFERENCE_RECIPE, seeds=2))
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the first training.")
-@click.option("--address", help="Join an existing Ray cluster.  [default: local Ray]")
-@click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1))
-@click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).")
-@click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.")
+@ray_options
 @click.option("--json", "as_json", is_flag=True, help="Print the confirmation as JSON.")
-def confirm(study_name, storage, data, presets, seed, address, cpus_per_trial, gpus_per_trial, max_concurrent, as_json, **recipe):
+def confirm(study_name, storage, data, presets, seed, address, cpus_per_trial, gpus_per_trial, max_concurrent,
+            max_memory_per_trial, as_json, **recipe):
     """Re-train a search's front and the in-budget presets at a higher fidelity, with several seeds.
 
     Each seed is a study of its own beside the search. A front point is confirmed when no point of that
@@ -420,12 +444,118 @@ def confirm(study_name, storage, data, presets, seed, address, cpus_per_trial, g
     opts = ConfirmOptions(
         study=study_name, storage=storage, data=data, recipe=replace(reference, seeds=1), seeds=reference.seeds,
         presets=presets, address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-        max_concurrent=max_concurrent,
+        max_concurrent=max_concurrent, max_memory_per_trial=max_memory_per_trial,
     )
     result = run_confirm(opts, console=err if as_json else out)
     if as_json:
         return emit_json(result)
     Results.of(load_study(storage, study_name)).print()
+
+
+# --- nas bench ----------------------------------------------------------------------------------------------
+@main.group()
+def bench():
+    """The tabular benchmark: train a fixed set of points once, replay searches against it in seconds."""
+
+
+@bench.command("build")
+@budget_option(default="4.5G", help="MACs budget the points are drawn within.")
+@click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
+@click.option("--points", default=200, show_default=True, type=click.IntRange(1), help="Points in the table (a larger table extends a smaller one).")
+@click.option("--data", envvar="NAS_DATA", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder (or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
+@storage_option
+@click.option("--study-name", help="Study holding the table.  [default: bench-SPACE-BUDGET-DATA]")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the points drawn, the data subset and the training.")
+@ray_options
+@recipe_options("proxy", BENCH_RECIPE)
+@click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each trained point's exported config is stored.")
+@click.option("--export", "export_path", help="Write the table here (gzipped JSON), e.g. benchmarks/table-unified-4.5G.json.gz.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def bench_build(budget, space_file, points, data, storage, study_name, seed, address, cpus_per_trial, gpus_per_trial,
+                max_concurrent, max_memory_per_trial, artifact_dir, export_path, as_json, **proxy):
+    """Train --points seeded points of the space within --budget, each fully, evaluated every half epoch.
+
+    Through Ray, as a search whose queue holds exactly the points; each point's learning curve is
+    stored in the study, then its zero-cost scores. Rerun to continue: a trained point is never
+    trained again. The default recipe is the search's on fewer training images (--subset).
+    """
+    from .bench import build_table
+    from .search import SearchOptions
+
+    opts = SearchOptions(
+        budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, seed=seed,
+        address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
+        recipe=recipe_from(proxy, "proxy", seed), artifact_dir=artifact_dir, max_memory_per_trial=max_memory_per_trial,
+    )
+    summary = build_table(opts, points, export_path, console=err if as_json else out)
+    if as_json:
+        return emit_json(summary)
+    out.print(
+        f"table {summary['study']!r}: {summary['points']} points ({summary['complete']} complete, {summary['failed']} failed), "
+        f"{summary['trained_this_run']} trained this run, {summary['training_seconds'] / 60:.1f} min of training in all; "
+        f"{summary['seconds'] / 60:.1f} min this run",
+        markup=False,
+    )
+    if export_path:
+        out.print(f"table written to {export_path} ({summary['export_bytes'] / 1024:.0f} KiB)", markup=False)
+
+
+@bench.command("run")
+@click.option("--table", "table_path", help="A table written by nas bench build --export.  [default: benchmarks/table-unified-4.5G.json.gz]")
+@click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "nsga2", "random", "gp"]))
+@click.option("--scheduler", default="pareto", show_default=True, type=click.Choice(["pareto", "asha", "none"]))
+@click.option("--seeds", default=10, show_default=True, type=click.IntRange(1), help="Replays, with seeds 0, 1, ...")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Trials trained at once (simulated).")
+@click.option(
+    "--budget-seconds", type=click.FloatRange(0, min_open=True),
+    help="Simulated wall-clock seconds.  [default: what the workers need for 24 full trainings, a default search]",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every replay's trace as JSON.")
+def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, as_json):
+    """Replay searches against a table, in seconds: the hypervolume of their fronts on a simulated clock.
+
+    The real searcher, sampler and scheduler; each trial's evaluations arrive when the table says its
+    training reached them, --workers trials at a time (see nas/bench.py for how a draw is answered).
+    """
+    import numpy as np
+
+    from .bench import DEFAULT_TABLE, REFERENCE, Table
+    from .replay import replay
+
+    table_path = table_path or str(DEFAULT_TABLE)
+    table = Table.load(table_path)
+    runs = [replay(table, sampler, scheduler, seed, workers, budget_seconds) for seed in range(seeds)]
+    (top1, macs) = table.reference_point()
+    reference = {"proxy_top1": top1, "macs": macs, "normalised": [REFERENCE, REFERENCE]}
+    if as_json:
+        return emit_json({
+            "table": table_path, "reference_point": reference, "table_front_hypervolume": table.hypervolume(table.points),
+            "runs": [r.summary() for r in runs],
+        })
+    table_rows = [
+        (r.seed, f"{r.hypervolume:.4f}", r.tally.complete, r.tally.pruned, r.tally.failed, f"{r.suggest_seconds:.1f}s")
+        for r in runs
+    ]
+    from .console import table as print_table
+
+    print_table(
+        f"{sampler} + {scheduler}: {workers} workers, {runs[0].budget_seconds:.0f} simulated seconds",
+        ["seed", "hypervolume", "complete", "pruned", "failed", "sampler time"], table_rows,
+        right=["hypervolume", "complete", "pruned", "failed", "sampler time"],
+    )
+    low, median, high = np.percentile([r.hypervolume for r in runs], [25, 50, 75])
+    out.print(
+        f"hypervolume: median {median:.4f}, interquartile range {low:.4f}-{high:.4f} over {len(runs)} seeds "
+        f"(the table's whole front: {table.hypervolume(table.points):.4f})",
+        markup=False,
+    )
+    out.print(
+        f"objectives normalised to the table front's box; reference point ({REFERENCE:g}, {REFERENCE:g}) = "
+        f"{top1:.1f}% top-1, {macs / 1e9:.2f} GMACs",
+        markup=False,
+    )
+    if any(r.exhausted for r in runs):
+        out.print("some replays tried every table point before the budget ran out: the budget is too large for the table", markup=False)
 
 
 # --- results ------------------------------------------------------------------------------------------------

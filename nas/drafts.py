@@ -21,6 +21,7 @@ others (see `sync`). Imports optuna and the trial record only.
 from __future__ import annotations
 
 import statistics
+from datetime import datetime
 
 import optuna
 from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
@@ -83,6 +84,19 @@ class DraftStudy:
         the stored trial finishes and the next `sync` sees it)."""
         self._mirror[stored_number] = draft._trial_id
         self._state[stored_number] = TrialState.RUNNING
+
+    def stand_in(self, draft: optuna.Trial, params: dict, distributions: dict) -> optuna.Trial:
+        """Record `params` in place of what the sampler drew (a benchmark replay trains a table point for the
+        draw): the draw is failed (no sampler reads it) and a running trial at `params`, with the draw's
+        system attributes (a GA's generation), takes its place; the samplers learn from the point trained,
+        at its own coordinates."""
+        attrs = dict(self.storage.get_trial(draft._trial_id).system_attrs)
+        self.study.tell(draft, state=TrialState.FAIL)
+        template = FrozenTrial(
+            number=0, state=TrialState.RUNNING, value=None, values=None, datetime_start=datetime.now(), datetime_complete=None,
+            params=params, distributions=distributions, user_attrs={}, system_attrs=attrs, intermediate_values={}, trial_id=0,
+        )
+        return optuna.Trial(self.study, self.storage.create_new_trial(self._study_id, template_trial=template))
 
     def over_budget(self, draft: optuna.Trial, macs: int, budget: int) -> None:
         draft.set_constraint(R.BUDGET_CONSTRAINT, macs - budget)

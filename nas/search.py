@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 
 from dashboards.calibration import calibration_for, summary_line
-from searchspace import NasError, SearchSpace, count, feature_sizes, format_budget, format_macs, load_space, preset, preset_names
+from searchspace import NasError, SearchSpace, count, format_budget, format_macs, load_space, preset, preset_names
 from searchspace.collapse import collapsed_axes
 from trials import ProxyRecipe, data_name, load_proxy_data
 
@@ -57,6 +57,7 @@ class SearchOptions:
     queue: list = field(default_factory=list)  # specs to train first (a calibration's panel ...)
     draws: bool = True  # False: train the queue only, never a point the sampler draws
     role: str = "search"  # what the study is for (trials.record.STUDY_ROLE)
+    evaluations_per_epoch: int | None = None  # None: as the scheduler needs (see evaluations_per_epoch)
     artifact_dir: str = "nas-artifacts"
     max_memory_per_trial: int | None = None  # bytes a trial may allocate beyond what its process holds
 
@@ -68,7 +69,7 @@ class Prepared:
     sampler: optuna.samplers.BaseSampler
     resumed: bool
     stale: list[int]
-    baselines: list
+    queue: list
     data: object
 
 
@@ -103,7 +104,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
         say(f"failed {len(stale)} trials left running by a stopped search (re-queued): {stale}")
     say(f"space {space.name}: {space.cardinality():.2e} points, cheapest {format_macs(cost.macs)}; budget {format_macs(opts.budget)} MACs")
     say(f"data {data.describe()}")
-    say(f"{'proxy' if opts.role == 'search' else opts.role} recipe: {describe(r)}")
+    say(f"{'proxy' if opts.role == 'search' else opts.role} recipe: {r.describe()}")
     if opts.role == "search":
         blind = [c for c in collapsed_axes(space, r.resolution, r.stem_stride, r.windows) if not c["also_at_full_size"]]
         if blind:
@@ -112,16 +113,6 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     if opts.baselines:
         say(f"baselines first: {', '.join(s.label for s in baselines[len(opts.queue):])}")
     return Prepared(space, study, sampler, resumed, stale, baselines, data)
-
-
-def describe(r: ProxyRecipe) -> str:
-    """A recipe in one line."""
-    maps = "/".join(str(h) for h, _ in feature_sizes("patch", 4, r.resolution, r.stem_stride))
-    seeds = f", {r.seeds} seeds from {r.seed}" if r.seeds > 1 else f", seed {r.seed}"
-    return (
-        f"{r.epochs} epochs on {r.subset} images at {r.resolution}px (maps {maps}, windows {r.windows}), width x{r.width:g}, "
-        f"batch {r.batch_size}, lr {r.lr:g}{seeds}"
-    )
 
 
 def start_ray(address: str | None, say=print):
@@ -178,13 +169,20 @@ def _ray_token_available() -> bool:
     ).is_file()
 
 
+def evaluations_per_epoch(scheduler: str) -> int:
+    """How often a trial is evaluated: every half epoch where a scheduler decides mid-epoch, else once."""
+    from .scheduler import EVALUATIONS_PER_EPOCH
+
+    return 1 if scheduler == "none" else EVALUATIONS_PER_EPOCH
+
+
 def run_search(opts: SearchOptions, console=None) -> dict:
     """Run the search; returns a summary. Raises NasError for anything the user can fix."""
     configure_ray_environment(opts.address)
     from ray import tune
 
     from .progress import SearchProgress
-    from .scheduler import EVALUATIONS_PER_EPOCH, make_scheduler
+    from .scheduler import make_scheduler
     from .searcher import StudySearcher
     from .trainable import proxy_trial
 
@@ -197,7 +195,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     from .export import attach_config
 
     searcher = StudySearcher(
-        prep.study, prep.space, opts.budget, opts.recipe, opts.trials, prep.baselines, prep.sampler,
+        prep.study, prep.space, opts.budget, opts.recipe, opts.trials, prep.queue, prep.sampler,
         before_complete=lambda trial: attach_config(prep.study, trial, opts.storage, Path(opts.artifact_dir)),
         draws=opts.draws,
     )
@@ -205,7 +203,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
         tune.with_parameters(
             proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.cpus_per_trial)),
             memory_limit=opts.max_memory_per_trial,
-            evaluations_per_epoch=1 if opts.scheduler == "none" else EVALUATIONS_PER_EPOCH,  # rungs are mid-epoch
+            evaluations_per_epoch=opts.evaluations_per_epoch or evaluations_per_epoch(opts.scheduler),
         ),
         {"cpu": opts.cpus_per_trial, "gpu": gpus},
     )

@@ -6,6 +6,7 @@ COMPLETE; a trial stopped early is PRUNED with its epochs and last metrics kept;
 with its reason. The sampler draws in a private copy of the study (`drafts.DraftStudy`): a point over the
 MACs budget or already scored never becomes a stored trial, so the stored study holds one trial per
 trained point (plus the rare draw two searches made at the same moment, stored as FAIL: see `_claim`).
+Every trial keeps its learning curve (proxy top-1 and training seconds at each evaluation).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from trials import ProxyRecipe
 from trials import record as R
 
 from .drafts import DraftStudy
+from .study import settles
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 MAX_DRAWS = 500  # draws per suggestion before giving up on finding a new in-budget point
@@ -71,7 +73,8 @@ def _unless_finished_elsewhere(searcher: "StudySearcher", trial_id: str, trial: 
 
 
 class StudySearcher(Searcher):
-    """Suggests architectures drawn by `sampler` (default: the study's); reports every outcome to the study."""
+    """Suggests the points of `queue` (the seeds' presets, a benchmark table's points), then architectures
+    drawn by `sampler` (default: the study's); reports every outcome to the study."""
 
     def __init__(
         self,
@@ -80,7 +83,7 @@ class StudySearcher(Searcher):
         budget: int,
         recipe: ProxyRecipe,
         max_trials: int,
-        baselines: list[ArchSpec] = (),
+        queue: list[ArchSpec] = (),
         sampler: optuna.samplers.BaseSampler | None = None,
         before_complete=None,
         draws: bool = True,
@@ -94,13 +97,15 @@ class StudySearcher(Searcher):
         self.drafts = DraftStudy(study, sampler or study.sampler)
         self._live: dict[str, optuna.Trial] = {}
         self._last: dict[str, dict] = {}
+        self._curves: dict[str, list[dict]] = {}  # trial id -> its evaluations so far
         self._presets = preset_by_id()
         self._lock = threading.Lock()
         self._ids: dict[int, tuple[str, str]] = {}  # stored trial number -> (id, proxy id), parsed once
         self._final: set[int] = set()  # numbers of the finished stored trials read so far (they never change)
         self._trained: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the finished trial that trained it
         self._training: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the running trial that trains it
-        self._enqueue(baselines)
+        self._sync()  # the draft study models the stored study from the first draw on
+        self._enqueue(queue)
 
     def __getstate__(self) -> dict:
         # Tune pickles its searcher for Tuner.restore; a search resumes through the study instead, so the
@@ -129,6 +134,14 @@ class StudySearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._last[trial_id] = result
+        self._evaluated(trial_id, result)
+
+    def _evaluated(self, trial_id: str, result: dict) -> None:
+        """Add an evaluation to the trial's curve (Ray hands the result that stops a trial only to
+        on_trial_complete, and a finished trial's last result may come twice)."""
+        curve = self._curves.setdefault(trial_id, [])
+        if "progress" in result and (not curve or result["progress"] > curve[-1]["progress"]):
+            curve.append({key: result.get(key) for key in R.CURVE_KEYS})
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if error:
@@ -144,7 +157,8 @@ class StudySearcher(Searcher):
 
     def _complete(self, trial_id: str, trial: optuna.Trial, result: dict) -> None:
         epochs = int(result.get("epoch") or 0)
-        self._record_metrics(trial, result)
+        self._evaluated(trial_id, result)
+        self._record_metrics(trial, result, self._curves.pop(trial_id, []))
         with self._lock:
             self._live.pop(trial_id)
             if epochs >= self.recipe.epochs:
@@ -173,7 +187,7 @@ class StudySearcher(Searcher):
             return
         with _unless_finished_elsewhere(self, trial_id, trial), self._lock:
             self._live.pop(trial_id, None)
-            self._record_metrics(trial, self._last.get(trial_id, {}))
+            self._record_metrics(trial, self._last.get(trial_id, {}), self._curves.pop(trial_id, []))
             trial.set_user_attr(R.FAIL_REASON, reason[:500])
             spec, first_try = R.spec_of(trial), R.RETRY_OF not in trial.user_attrs
             self.study.tell(trial, state=TrialState.FAIL)
@@ -240,6 +254,9 @@ class StudySearcher(Searcher):
                 self.drafts.over_budget(draft, macs, self.budget)
                 self.tally.over_budget += 1
                 continue
+            draft, spec = self.stand_in(draft, spec)
+            if draft is None:
+                return None, None
             earlier = self._trainer(self.proxy_id(spec))
             if earlier is None:
                 return draft, spec
@@ -251,6 +268,11 @@ class StudySearcher(Searcher):
                 self.tally.repeats += 1
             repeats += 1
         return None, None
+
+    def stand_in(self, draft: optuna.Trial, spec: ArchSpec) -> tuple[optuna.Trial | None, ArchSpec | None]:
+        """The draw and the point trained for an in-budget draw: the drawn point itself. A replay over a
+        benchmark table (nas.bench) trains a table point instead; (None, None) ends the search."""
+        return draft, spec
 
     def _claim(self, trial: optuna.Trial, spec: ArchSpec, recorded: bool = False) -> bool:
         """Record the point on the stored trial (unless `recorded` when it was made), or tell the trial FAIL
@@ -334,24 +356,23 @@ class StudySearcher(Searcher):
             self._ids[t.number] = (spec.id, self.proxy_id(spec))
         return self._ids[t.number]
 
-    def _enqueue(self, baselines: list[ArchSpec], retry_of: int | None = None) -> None:
-        """Points to train first (the papers' networks, a calibration's panel, the point of a trial whose Ray
-        node or worker died: `retry_of`), through Optuna's queue, unless the study has them already, queued
-        or trained."""
-        self._sync()
-        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        queued = {t.user_attrs.get(R.SPEC_ID) for t in waiting}
-        for spec in baselines:
-            if spec.id in queued or self._trainer(self.proxy_id(spec)) is not None:
+    def _enqueue(self, queue: list[ArchSpec], retry_of: int | None = None) -> None:
+        """The queued points first, through Optuna's queue, unless the study has settled them (see `settles`)
+        or queued them already. `retry_of`: the trial whose Ray node or worker died while training the point,
+        which is queued again (once: see `fail`) although that failure settles it."""
+        trials = self.study.get_trials(deepcopy=False)
+        queued = {t.user_attrs.get(R.SPEC_ID) for t in trials if t.state == TrialState.WAITING}
+        settled = {ids[1] for t in trials if t.number != retry_of and settles(t) and (ids := self._ids_of(t))}
+        for spec in queue:
+            if spec.id in queued or self.proxy_id(spec) in settled:
                 continue
             attrs = {R.SPEC_ID: spec.id}
-            if self._presets.get(spec.id):
+            if spec.id in self._presets:
                 attrs[R.PRESET] = self._presets[spec.id]
             if retry_of is not None:
                 attrs[R.RETRY_OF] = retry_of
             if self.space.contains(spec):  # a real sample of the space: the sampler sees its parameters
-                # (a retry has the failed trial's parameters: Optuna's skip_if_exists would drop it)
-                self.study.enqueue_trial(self.space.params_of(spec), user_attrs=attrs, skip_if_exists=retry_of is None)
+                self.study.enqueue_trial(self.space.params_of(spec), user_attrs=attrs)
             else:  # no parameters to give: the trial carries its spec
                 self.study.enqueue_trial({}, user_attrs={**attrs, R.SPEC: json.dumps(spec.to_dict(), sort_keys=True)})
             queued.add(spec.id)
@@ -367,11 +388,13 @@ class StudySearcher(Searcher):
                 pass
 
     @staticmethod
-    def _record_metrics(trial: optuna.Trial, result: dict) -> None:
+    def _record_metrics(trial: optuna.Trial, result: dict, curve: list[dict]) -> None:
         for key in (R.PROXY_TOP1, R.PROXY_TOP1_SE, R.SEED_TOP1, R.PROXY_LOSS, R.TRAIN_LOSS_SUM, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE, R.NODE):
             if result.get(key) is not None:
                 trial.set_user_attr(key, result[key])
         trial.set_user_attr(R.EPOCHS, _epochs_run(result))
+        if curve:  # columns, as a user attribute: Optuna's intermediate values are single-objective only
+            trial.set_user_attr(R.CURVE, {key: [e[key] for e in curve] for key in R.CURVE_KEYS})
 
 
 def _epochs_run(result: dict) -> float:

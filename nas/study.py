@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 
 from searchspace import NasError, format_macs
 from trials import ProxyRecipe
@@ -200,12 +201,25 @@ def open_search_study(
     return study, resumed
 
 
+def settles(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether a stored trial settles its point, so that it is never queued again: trained (COMPLETE, or
+    PRUNED after training), in training, or failed in its own training (diverged, out of memory: a retry
+    fails the same way). A point whose trial was interrupted (a stopped search) or not trained (a
+    collision) is queued again."""
+    if t.state in (TrialState.COMPLETE, TrialState.RUNNING):
+        return True
+    if t.state == TrialState.PRUNED:
+        return bool(t.user_attrs.get(R.EPOCHS))
+    reason = t.user_attrs.get(R.FAIL_REASON)
+    return t.state == TrialState.FAIL and bool(reason) and not reason.startswith(("interrupted", "not trained"))
+
+
 def fail_stale_trials(study: optuna.Study) -> list[int]:
     """Fail the trials of searches that stopped without finishing them (no heartbeat); their points
     are re-queued once. Returns their numbers."""
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     optuna.storages.fail_stale_trials(study)
-    now_failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    now_failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     return sorted(t.number for t in now_failed if t.number in running)
 
 

@@ -21,7 +21,7 @@ def proxy_trial(
     from trials import record as R
 
     torch.set_num_threads(threads)  # the trial's share of the CPUs, not all of them
-    node = ray.get_runtime_context().get_node_id()
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None  # None: called outside Ray (tests)
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     spec = ArchSpec.model_validate(config["spec"])
     macs = count(spec).macs  # of the full-size network: the study's second objective, fixed per trial

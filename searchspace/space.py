@@ -3,9 +3,9 @@ stage, with ranges and conditional dimensions; sampling that Optuna can steer (D
 
 A space is one tree walk (`_draw`) over named dimensions; the walk is driven by a picker: Optuna's
 trial (`suggest`), a random generator (`sample`), or a spec being checked (`contains`).
-Conditional dimensions are drawn only where they apply (MIXER_CONDITIONS), and a dimension whose
-choices depend on another carries it in its name (`s1.mixer.dynamic@window`) so that Optuna sees
-fixed distributions. Imports nothing above `searchspace`.
+Conditional dimensions are drawn only where they apply (as the registered axis values declare), and a
+dimension whose choices depend on another carries it in its name (`s1.mixer.dynamic@window`) so that
+Optuna sees fixed distributions. Imports nothing above `searchspace`.
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ from .errors import NasError
 from .mixer import mixer_cost
 from .model import count
 from .spec import (
-    DYNAMICS_BY_CONNECTIVITY,
-    MIXER_CONDITIONS,
-    WEIGHT_NORMS_BY_DYNAMIC,
+    CONNECTIVITIES,
+    DYNAMICS,
     ArchSpec,
     MixerSpec,
     StageSpec,
+    declarer,
+    dynamics_of,
     format_validation_error,
+    options_of,
     read_document,
 )
 
@@ -44,26 +46,21 @@ DEFAULT_SPACE = SPACE_DIR / "unified.yaml"
 
 NETWORK_DIMS = ("stem", "stem_extra_convs", "downsample", "norm", "act", "layer_scale", "stage_norm", "head_ratio")
 STAGE_DIMS = ("depth", "dim", "layout", "interaction", "topology", "ffn_ratio", "ffn_local", "ffn_se", "pos_embed")
-MIXER_DIMS = (
-    "connectivity",
-    "dynamic",
-    "kernel",
-    "head_dim",
-    "shift",
-    "halo",
-    "reduction",
-    "shared_positions",
-    "rel_pos",
-    "weight_norm",
-    "ghost_head",
-    "projection",
-)
-_MIXER_FLAGS = ("kernel", "shift", "halo", "reduction", "shared_positions", "rel_pos", "ghost_head", "projection")
-_SECTIONS = {"network": NETWORK_DIMS, "stage": STAGE_DIMS, "mixer": MIXER_DIMS, "second_mixer": MIXER_DIMS}
-_TOP_KEYS = ("name", "description", "stages", *_SECTIONS, "same_for_all_stages")
+_MIXER_SECTIONS = ("mixer", "second_mixer")
+_TOP_KEYS = ("name", "description", "stages", "network", "stage", *_MIXER_SECTIONS, "same_for_all_stages")
 # Dimensions whose presence depends on nothing, so one value can be drawn for all stages (a keyed
 # head_dim: one value per key, drawn once a stage first uses that key).
 _SHAREABLE = {*(f"stage.{d}" for d in STAGE_DIMS if d != "interaction"), "mixer.connectivity", "mixer.head_dim"}
+
+
+def mixer_dims() -> tuple[str, ...]:
+    """A mixer's dimensions: its axes, the fields the registered values declare, head_dim (channels per head)."""
+    declared = (f for f in MixerSpec.model_fields if f not in ("connectivity", "dynamic", "heads"))
+    return ("connectivity", "dynamic", *declared, "head_dim")
+
+
+def _sections() -> dict[str, tuple[str, ...]]:
+    return {"network": NETWORK_DIMS, "stage": STAGE_DIMS, **dict.fromkeys(_MIXER_SECTIONS, mixer_dims())}
 
 
 # --- domains -----------------------------------------------------------------------------------------------
@@ -181,7 +178,7 @@ class SearchSpace:
             raise NasError(f"{source}: same_for_all_stages: expected a list of dimensions")
         self.shared = {key if "." in str(key) else f"stage.{key}" for key in shared}
         self.dims: dict[str, dict[str, Any]] = {}
-        for section, allowed in _SECTIONS.items():
+        for section, allowed in _sections().items():
             raw = data.get(section) or {}
             if not isinstance(raw, dict):
                 raise NasError(f"{source}: {section}: expected a mapping of dimensions")
@@ -202,7 +199,7 @@ class SearchSpace:
             if key == "connectivity" or (key == "dynamic" and axis != "by_connectivity"):
                 allowed = "a list of choices" + (" or by_connectivity" if key == "dynamic" else "")
                 raise NasError(f"{where}: cannot be keyed {axis}, it is itself a key (allowed: {allowed})")
-            names = DYNAMICS_BY_CONNECTIVITY if axis == "by_connectivity" else WEIGHT_NORMS_BY_DYNAMIC
+            names = CONNECTIVITIES if axis == "by_connectivity" else DYNAMICS
             if not isinstance(table, dict) or not table:
                 raise NasError(f"{where}.{axis}: expected a mapping from {axis[3:]} to values")
             for name in table:
@@ -296,27 +293,28 @@ class SearchSpace:
                 dynamics = self._domain(section, "dynamic", i, c)
                 if dynamics is None:
                     raise NasError(f"{src}: {section}.dynamic: no values for connectivity '{c}', which the space allows")
-                admitted = [d for d in dynamics if d in DYNAMICS_BY_CONNECTIVITY[c]]
+                admitted = [d for d in dynamics if d in dynamics_of(c)]
                 if not admitted:
                     per_stage = any(isinstance(self._sub(section, k, c), list) for k in ("connectivity", "dynamic"))
                     at = f" in stage {i + 1}" if per_stage else ""
                     raise NasError(
-                        f"{src}: {section}: connectivity '{c}' admits dynamic {', '.join(DYNAMICS_BY_CONNECTIVITY[c])}, "
+                        f"{src}: {section}: connectivity '{c}' admits dynamic {', '.join(dynamics_of(c))}, "
                         f"but {section}.dynamic allows only {', '.join(dynamics)}{at}"
                     )
                 pairs.update(dict.fromkeys((c, d) for d in admitted))
         for c, d in pairs:
             if not self._keyed_values(section, "head_dim", c, d):
                 raise NasError(f"{src}: {section}.head_dim: no values for a {c}/{d} mixer, which the space allows")
-            if MIXER_CONDITIONS["kernel"].applies(c, d) and not self._keyed_values(section, "kernel", c, d):
-                raise NasError(f"{src}: {section}.kernel: no values for connectivity '{c}', which needs a kernel size")
+            for key, option in options_of(c, d).items():
+                if option.default is None and not self._keyed_values(section, key, c, d):
+                    raise NasError(f"{src}: {section}.{key}: no values for {declarer(key, c, d)}, which requires it")
             norms = self._keyed_values(section, "weight_norm", c, d)
-            if norms and not set(norms) & set(WEIGHT_NORMS_BY_DYNAMIC[d]):  # a key left out: the default
+            if norms and not set(norms) & set(DYNAMICS[d].weight_norms):  # a key left out: the default
                 raise NasError(
                     f"{src}: {section}.weight_norm: none of {', '.join(norms)} applies to dynamic '{d}' "
-                    f"(it admits {', '.join(WEIGHT_NORMS_BY_DYNAMIC[d])})"
+                    f"(it admits {', '.join(DYNAMICS[d].weight_norms)})"
                 )
-            if c in ("sliding", "deformable"):
+            if CONNECTIVITIES[c].centred:
                 for k in self._keyed_values(section, "kernel", c, d) or []:
                     if k % 2 == 0:
                         raise NasError(
@@ -390,7 +388,7 @@ class SearchSpace:
         name = lambda key: self._name(i, section, key)  # noqa: E731
         path = lambda key: ("stages", i, section, key)  # noqa: E731
         c = pick(name("connectivity"), self._domain(section, "connectivity", i), path("connectivity"))
-        allowed = Choice(tuple(d for d in self._domain(section, "dynamic", i, c) if d in DYNAMICS_BY_CONNECTIVITY[c]))
+        allowed = Choice(tuple(d for d in self._domain(section, "dynamic", i, c) if d in dynamics_of(c)))
         d = pick(f"{name('dynamic')}@{c}", allowed, path("dynamic"))
         mixer: dict[str, Any] = {"connectivity": c, "dynamic": d}
         keyed = lambda key: f"@{c}" if self._axis(section, key) == "connectivity" else f"@{d}" if self._axis(section, key) == "dynamic" else ""  # noqa: E731
@@ -401,13 +399,13 @@ class SearchSpace:
             from_spec=lambda heads: width // heads,
         )
         mixer["heads"] = width // head_dim
-        for key in _MIXER_FLAGS:
+        for key in options_of(c, d):  # the fields this pair has, where the space draws them
             domain = self._domain(section, key, i, c, d)
-            if domain is not None and MIXER_CONDITIONS[key].applies(c, d):
+            if domain is not None:
                 mixer[key] = pick(name(key) + keyed(key), domain, path(key))
         domain = self._domain(section, "weight_norm", i, c, d)
         if domain is not None:
-            norms = Choice(tuple(n for n in domain if n in WEIGHT_NORMS_BY_DYNAMIC[d]))
+            norms = Choice(tuple(n for n in domain if n in DYNAMICS[d].weight_norms))
             if norms.values:  # the dynamic filters the choices, so the name carries it (and any key)
                 by = f"{c}/{d}" if self._axis(section, "weight_norm") == "connectivity" else d
                 mixer["weight_norm"] = pick(f"{name('weight_norm')}@{by}", norms, path("weight_norm"))
@@ -496,7 +494,7 @@ class SearchSpace:
             if fixed.get(f"{section}.connectivity", c) != c:
                 continue
             for d in self._domain(section, "dynamic", stage, c):
-                if d not in DYNAMICS_BY_CONNECTIVITY[c]:
+                if d not in dynamics_of(c):
                     continue
                 head_dims = list(self._domain(section, "head_dim", stage, c, d))
                 shared = fixed.get(f"{section}.head_dim")
@@ -506,13 +504,13 @@ class SearchSpace:
                 elif shared is not None:
                     head_dims = [shared]
                 axes: list[tuple[str, list]] = [("head_dim", head_dims)]
-                for key in _MIXER_FLAGS:
+                for key in options_of(c, d):
                     domain = self._domain(section, key, stage, c, d)
-                    if domain is not None and MIXER_CONDITIONS[key].applies(c, d):
+                    if domain is not None:
                         axes.append((key, list(domain)))
                 domain = self._domain(section, "weight_norm", stage, c, d)
                 if domain is not None:
-                    norms = [n for n in domain if n in WEIGHT_NORMS_BY_DYNAMIC[d]]
+                    norms = [n for n in domain if n in DYNAMICS[d].weight_norms]
                     if norms:
                         axes.append(("weight_norm", norms))
                 for values in itertools.product(*(v for _, v in axes)):

@@ -5,23 +5,22 @@ Pure data and the rules that make a point valid; imports no torch and nothing ab
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import typing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from .errors import NasError
 from .geometry import canonical, digest
 
-Connectivity = Literal["window", "halo", "sliding", "global", "deformable"]
-Dynamic = Literal["static", "homogeneous", "inhomogeneous", "attention", "hadamard"]
-WeightNorm = Literal["none", "softmax", "filter_norm"]
-Projection = Literal["linear", "conv_bn"]
 Layout = Literal["single", "serial", "parallel"]
 Topology = Literal["transformer", "convnext"]
 Stem = Literal["patch", "overlap"]
@@ -29,66 +28,168 @@ Downsample = Literal["patch_merge", "overlap"]
 Norm = Literal["layernorm", "batchnorm"]
 Act = Literal["gelu", "relu", "hard_swish"]
 
-# Which dynamic weights each sampling set admits (DESIGN §1.2); every other pair is not a point.
-DYNAMICS_BY_CONNECTIVITY: dict[str, tuple[str, ...]] = {
-    "window": ("static", "inhomogeneous", "attention", "hadamard"),
-    "halo": ("attention",),
-    "sliding": ("static", "homogeneous", "inhomogeneous", "attention", "hadamard"),
-    "global": ("attention",),
-    "deformable": ("inhomogeneous",),
-}
-# Why a pair is left out, in the user's words (pairs not listed: "no seed defines it").
-_WHY_NOT = {
-    ("global", "static"): "static weights over all positions tie the network to one input size",
-    ("global", "homogeneous"): "one kernel over all positions is global pooling, not a mixer",
-    ("global", "inhomogeneous"): "per-position weights over all positions tie the network to one input size",
-    ("global", "hadamard"): "Hadamard attention generates K x K local filters only",
-    ("window", "homogeneous"): "a per-sample kernel shared by all positions needs a sliding neighbourhood",
-    ("deformable", "static"): "DCNv3 predicts its sampling weights; static deformable weights are not a seed point",
-}
-# Which weight normalisation each dynamic admits (ELSA's study); the first is the default.
-WEIGHT_NORMS_BY_DYNAMIC: dict[str, tuple[str, ...]] = {
-    "static": ("none",),
-    "homogeneous": ("none", "filter_norm"),
-    "inhomogeneous": ("none", "softmax", "filter_norm"),
-    "attention": ("softmax",),
-    "hadamard": ("softmax", "filter_norm"),
-}
+
+# -- the mixer's axes: registries of named values (DESIGN §1.4) ----------------------------------------------
+# Each value is a class in searchspace/axes (or the user's code) holding its parameters, forward and cost; the
+# spec reads only what makes a point valid off it: its name, the fields it declares (`options`), the weight
+# forms it serves or has (`kernels`, `form`), the values of the other axis it refuses and why (`why_not`), a
+# connectivity's `centred` and `describe`, a dynamic weight's `weight_norms`.
+CONNECTIVITIES: dict[str, type] = {}
+DYNAMICS: dict[str, type] = {}
+WEIGHT_NORMS: dict[str, type] = {}
 
 
-class Condition(NamedTuple):
-    """When a conditional mixer field applies, in words and as a test, and its default."""
+@dataclass(frozen=True)
+class Option:
+    """A mixer field an axis value reads (kernel, shift, halo ...), declared by that value: its type and bounds,
+    its default where it applies (None: the spec must give it), the values of the other axis it is limited to
+    (`only`: names or weight forms; empty: all), and the words a summary uses for a value."""
 
-    applies: Callable[[str, str], bool]  # (connectivity, dynamic) -> bool
-    where: str
-    default: Any
+    annotation: Any
+    default: Any = None
+    ge: int | None = None
+    le: int | None = None
+    description: str | None = None
+    only: tuple[str, ...] = ()
+    words: dict = field(default_factory=dict, compare=False)
 
 
-# The conditional fields of a mixer; the space files draw a dimension only where it applies.
-MIXER_CONDITIONS: dict[str, Condition] = {
-    "kernel": Condition(lambda c, d: c != "global", "every connectivity but global", None),
-    "shift": Condition(lambda c, d: c == "window", "connectivity 'window'", False),
-    "halo": Condition(lambda c, d: c == "halo", "connectivity 'halo'", 3),
-    "reduction": Condition(lambda c, d: c == "global", "connectivity 'global'", 1),
-    "shared_positions": Condition(
-        lambda c, d: c == "window" and d == "static", "static window weights (Local MLP)", True
-    ),
-    "rel_pos": Condition(
-        lambda c, d: d == "attention" and c in ("window", "halo", "sliding"),
-        "local attention (window, halo or sliding with dynamic 'attention')",
-        True,
-    ),
-    "ghost_head": Condition(
-        lambda c, d: c == "sliding" and d == "hadamard", "Hadamard attention over a sliding neighbourhood", False
-    ),
-    # ELSA's generator conv has d / group_width groups (the authors' default 8; their ELSA-Swin-T passes 4)
-    "group_width": Condition(lambda c, d: d == "hadamard", "Hadamard attention (dynamic 'hadamard')", 4),
-    "projection": Condition(
-        lambda c, d: d in ("static", "homogeneous", "inhomogeneous"),
-        "convolution-like weights (static, homogeneous, inhomogeneous)",
-        "linear",
-    ),
-}
+# field -> [(axis, value, option)]: who declared each conditional field, in declaration order
+_DECLARED: dict[str, list[tuple[str, str, Option]]] = {}
+
+
+def register_connectivity(cls: type) -> type:
+    """Class decorator: make a Connectivity subclass a value of the spec's `connectivity`."""
+    _register(CONNECTIVITIES, "connectivity", cls)
+    return cls
+
+
+def register_dynamic(cls: type) -> type:
+    """Class decorator: make a DynamicWeight subclass a value of the spec's `dynamic`."""
+    # every dynamic weight has a normalisation: the field comes with the first (after the connectivities' fields)
+    if "weight_norm" not in MixerSpec.model_fields:
+        names = Annotated[str, AfterValidator(_one_of(WEIGHT_NORMS))]
+        _set_field("weight_norm", FieldInfo.from_annotated_attribute(names | None, Field(None)))
+    _register(DYNAMICS, "dynamic", cls)
+    return cls
+
+
+def register_weight_norm(cls: type) -> type:
+    """Class decorator: make a WeightNorm subclass a value of the spec's `weight_norm`."""
+    _register(WEIGHT_NORMS, "weight_norm", cls)
+    return cls
+
+
+def unregister(cls: type) -> None:
+    """Take a registered value out again, with the fields no other value declares."""
+    for axis, registry in (("connectivity", CONNECTIVITIES), ("dynamic", DYNAMICS), ("weight_norm", WEIGHT_NORMS)):
+        if registry.get(cls.name) is cls:
+            del registry[cls.name]
+            for name in list(_DECLARED):
+                _DECLARED[name] = [e for e in _DECLARED[name] if e[:2] != (axis, cls.name)]
+                if not _DECLARED[name]:
+                    del _DECLARED[name]
+                    _set_field(name, None)
+    _forget_pairs()
+
+
+def _register(registry: dict, axis: str, cls: type) -> None:
+    old = registry.get(cls.name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"{axis} {cls.name!r} is already registered by {old.__module__}.{old.__qualname__}")
+    for name, option in getattr(cls, "options", {}).items():
+        known = [o for _, _, o in _DECLARED.get(name, [])]
+        if known and replace(option, only=()) != replace(known[0], only=()):
+            raise ValueError(f"{cls.__qualname__} declares {name!r} unlike {known[0]}")
+        if name not in MixerSpec.model_fields:
+            bounds = Field(None, ge=option.ge, le=option.le, description=option.description)
+            _set_field(name, FieldInfo.from_annotated_attribute(option.annotation | None, bounds))
+        entries = [e for e in _DECLARED.get(name, []) if e[:2] != (axis, cls.name)]
+        _DECLARED[name] = entries + [(axis, cls.name, option)]
+    registry[cls.name] = cls
+    _forget_pairs()
+
+
+def _set_field(name: str, info: FieldInfo | None) -> None:
+    """Add (or with None remove) a field of MixerSpec. pydantic has no public way to change a model class's
+    fields: set them and rebuild the models that hold it."""
+    if info is None:
+        del MixerSpec.__pydantic_fields__[name]
+    else:
+        MixerSpec.__pydantic_fields__[name] = info
+    for model in (MixerSpec, StageSpec, ArchSpec):
+        model.model_rebuild(force=True)
+
+
+def _one_of(registry: dict) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in registry:
+            names = [repr(n) for n in registry]
+            expected = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
+
+    return check
+
+
+def why_not(connectivity: str, dynamic: str) -> str | None:
+    """None when a connectivity and a dynamic weight make a point, else why not in the user's words: the
+    connectivity must have a kernel for the weights' form (or for this one dynamic weight), and neither may
+    refuse the other."""
+    c, d = CONNECTIVITIES[connectivity], DYNAMICS[dynamic]
+    reason = d.why_not.get(connectivity) or c.why_not.get(dynamic) or c.why_not.get(d.form)
+    if reason is None and (dynamic in c.kernels or d.form in c.kernels):
+        return None
+    return reason or "no seed paper defines this pair"
+
+
+@functools.cache
+def dynamics_of(connectivity: str) -> tuple[str, ...]:
+    """The dynamic weights a connectivity admits, in registration order."""
+    return tuple(d for d in DYNAMICS if why_not(connectivity, d) is None)
+
+
+def options_of(connectivity: str, dynamic: str) -> dict[str, Option]:
+    """The conditional fields a mixer of this pair has (weight_norm aside): the connectivity's, then the dynamic's."""
+    return _pair(connectivity, dynamic)[0]
+
+
+@functools.cache
+def _pair(connectivity: str, dynamic: str) -> tuple[dict[str, Option], tuple[str, ...]]:
+    """(the pair's options, the order of a mixer's keys when written: axes and heads, the connectivity's
+    fields, the weight norm, the dynamic weight's fields)."""
+    c, d = CONNECTIVITIES[connectivity], DYNAMICS[dynamic]
+    own = {k: o for k, o in c.options.items() if not o.only or dynamic in o.only or d.form in o.only}
+    lent = {k: o for k, o in d.options.items() if k not in own and (not o.only or connectivity in o.only)}
+    return {**own, **lent}, ("connectivity", "dynamic", "heads", *own, "weight_norm", *lent)
+
+
+def declarer(name: str, connectivity: str, dynamic: str) -> str:
+    """Which of a pair's values declares a field, in words: "connectivity 'window'"."""
+    return f"connectivity '{connectivity}'" if name in CONNECTIVITIES[connectivity].options else f"dynamic '{dynamic}'"
+
+
+def _forget_pairs() -> None:
+    for cached in (dynamics_of, _pair):
+        cached.cache_clear()
+
+
+def _where(name: str) -> str:
+    """Where a field applies, in words: "connectivity 'window' or 'halo' with dynamic 'attention'"."""
+    groups: dict[tuple[str, tuple], list[str]] = {}
+    for axis, value, option in _DECLARED[name]:
+        groups.setdefault((axis, option.only), []).append(value)
+    phrases = []
+    for (axis, only), values in groups.items():
+        other = "dynamic" if axis == "connectivity" else "connectivity"
+        phrase = f"{axis} {_either(values)}"
+        phrases.append(phrase + (f" with {other} {_either(only)}" if only else ""))
+    return "; or ".join(phrases)
+
+
+def _either(names) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _rule(key: str, message: str) -> PydanticCustomError:
@@ -100,71 +201,62 @@ class _Model(BaseModel):
 
 
 class MixerSpec(_Model):
-    """One spatial token mixer: y_i = W_out sum_{j in S(i)} w_ij (.) (W_in x_j)."""
+    """One spatial token mixer: y_i = W_out sum_{j in S(i)} w_ij (.) (W_in x_j).
 
-    connectivity: Connectivity
-    dynamic: Dynamic
+    The axes name registered values; the other fields (kernel, shift, weight_norm ...) are added by the values
+    that declare them and hold a value exactly where they apply.
+    """
+
+    connectivity: Annotated[str, AfterValidator(_one_of(CONNECTIVITIES))]
+    dynamic: Annotated[str, AfterValidator(_one_of(DYNAMICS))]
     heads: int = Field(ge=1, description="channel groups with distinct weights; equal to the width = depth-wise")
-    kernel: int | None = Field(None, ge=1, le=31, description="window / neighbourhood / halo block side K")
-    shift: bool | None = None
-    halo: int | None = Field(None, ge=1, le=15)
-    reduction: int | None = Field(None, ge=1, le=32)
-    shared_positions: bool | None = None
-    rel_pos: bool | None = None
-    weight_norm: WeightNorm | None = None
-    ghost_head: bool | None = None
-    group_width: int | None = Field(None, ge=1, le=64, description="channels per group of ELSA's filter generator")
-    projection: Projection | None = None
 
     @model_validator(mode="after")
     def _check_point(self) -> "MixerSpec":
         c, d = self.connectivity, self.dynamic
-        allowed = DYNAMICS_BY_CONNECTIVITY[c]
-        if d not in allowed:
-            why = _WHY_NOT.get((c, d), "no seed paper defines this pair")
+        why = why_not(c, d)
+        if why is not None:
             raise _rule(
-                "dynamic",
-                f"'{d}' does not combine with connectivity '{c}' ({why}; with '{c}' use: {', '.join(allowed)})",
+                "dynamic", f"'{d}' does not combine with connectivity '{c}' ({why}; with '{c}' use: {', '.join(dynamics_of(c))})"
             )
-        for field, cond in MIXER_CONDITIONS.items():
-            value = getattr(self, field)
-            if cond.applies(c, d):
-                if value is None:
-                    if cond.default is None:
-                        raise _rule(field, f"is required for connectivity '{c}'")
-                    setattr(self, field, cond.default)
-            elif value is not None:
-                raise _rule(field, f"applies only to {cond.where}; this mixer is {c}/{d}")
-        norms = WEIGHT_NORMS_BY_DYNAMIC[d]
+        applies = options_of(c, d)
+        for name in _DECLARED:
+            value, option = getattr(self, name), applies.get(name)
+            if option is None:
+                if value is not None:
+                    raise _rule(name, f"applies only to {_where(name)}; this mixer is {c}/{d}")
+            elif value is None:
+                if option.default is None:
+                    raise _rule(name, f"is required for {declarer(name, c, d)}")
+                setattr(self, name, option.default)
+        norms = DYNAMICS[d].weight_norms
         if self.weight_norm is None:
             self.weight_norm = norms[0]
         elif self.weight_norm not in norms:
             raise _rule("weight_norm", f"'{self.weight_norm}' does not apply to dynamic '{d}' (allowed: {', '.join(norms)})")
-        if c in ("sliding", "deformable") and self.kernel % 2 == 0:
+        if CONNECTIVITIES[c].centred and self.kernel % 2 == 0:
             raise _rule("kernel", f"a {c} neighbourhood is centred on its pixel, so K must be odd (got {self.kernel})")
         return self
 
+    @model_serializer(mode="wrap")
+    def _in_order(self, handler) -> dict:
+        """Keys in the pair's order (axes, heads, the connectivity's fields, weight norm, the dynamic's)."""
+        data = handler(self)
+        order = _pair(self.connectivity, self.dynamic)[1]
+        return dict(sorted(data.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+
     def summary(self) -> str:
         """The mixer in words, e.g. 'window 7 shifted, attention, 3 heads, rel-pos'."""
-        where = {
-            "window": f"window {self.kernel}" + (" shifted" if self.shift else ""),
-            "halo": f"halo {self.kernel}+{self.halo}",
-            "sliding": f"sliding {self.kernel}x{self.kernel}",
-            "global": "global" + (f" /{self.reduction}" if self.reduction and self.reduction > 1 else ""),
-            "deformable": f"deformable {self.kernel}x{self.kernel}",
-        }[self.connectivity]
+        options = options_of(self.connectivity, self.dynamic)
         extras = [self.dynamic, f"{self.heads} heads"]
-        if self.shared_positions is False:
-            extras.append("per-window weights")
-        if self.rel_pos:
-            extras.append("rel-pos")
-        if self.ghost_head:
-            extras.append("ghost head")
-        if self.weight_norm not in ("none", WEIGHT_NORMS_BY_DYNAMIC[self.dynamic][0]):
-            extras.append(self.weight_norm)
-        if self.projection == "conv_bn":
-            extras.append("conv-BN")
-        return f"{where}, " + ", ".join(extras)
+        for name in _pair(self.connectivity, self.dynamic)[1][3:]:
+            value = getattr(self, name)
+            if name == "weight_norm":
+                if value not in ("none", DYNAMICS[self.dynamic].weight_norms[0]):
+                    extras.append(value)
+            elif value in options[name].words:
+                extras.append(options[name].words[value])
+        return f"{CONNECTIVITIES[self.connectivity].describe(self)}, " + ", ".join(extras)
 
 
 class StageSpec(_Model):
@@ -386,8 +478,15 @@ def read_document(path: Path) -> Any:
         raise NasError(f"{path}{at}: malformed YAML: {problem}") from None
 
 
+def load_axes() -> None:
+    """Register the built-in axis values (searchspace.axes), which a spec names and whose fields it holds.
+    They import torch, so the modules that only read studies load them when they first parse a spec."""
+    import searchspace.axes  # noqa: F401  (registers on import)
+
+
 def spec_from_data(data: Any, source: str) -> ArchSpec:
     """An ArchSpec from parsed data: a spec mapping, or an exported model config holding one under `spec`."""
+    load_axes()
     if isinstance(data, dict) and isinstance(data.get("spec"), dict):
         data = data["spec"]
     if not isinstance(data, dict):

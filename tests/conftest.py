@@ -4,6 +4,8 @@ import random
 import pytest
 import torch
 
+_SKIPPED: list[str] = []
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _trial_cache(tmp_path_factory):
@@ -18,16 +20,40 @@ def _seeded():
     torch.manual_seed(0)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def proxy_data_dir(tmp_path_factory):
     """The default data's folder: Debian's Fashion-MNIST where the package is installed, otherwise a learnable
-    synthetic stand-in in the same IDX format (so no test depends on a system package to run)."""
+    synthetic stand-in in the same IDX format, which every `nas` command the tests run takes through $NAS_DATA
+    (so no test depends on a system package to run)."""
     from datalib import fashion_like
     from trials.data import DEBIAN_FASHION_MNIST
 
-    if DEBIAN_FASHION_MNIST.exists():
-        return DEBIAN_FASHION_MNIST
-    return fashion_like(tmp_path_factory.mktemp("data") / "fashion-mnist")
+    if DEBIAN_FASHION_MNIST.exists() and not os.environ.get("NAS_TEST_SYNTHETIC_DATA"):  # set it to try the stand-in
+        yield DEBIAN_FASHION_MNIST
+        return
+    folder = fashion_like(tmp_path_factory.mktemp("data") / "fashion-mnist")
+    os.environ["NAS_DATA"] = str(folder)
+    yield folder
+    os.environ.pop("NAS_DATA", None)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A test skipped is a test that does not exist: the run fails (CI runs what the README's test command runs)."""
+    if _SKIPPED and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _SKIPPED:
+        terminalreporter.section("skipped tests fail the run")
+        for nodeid in _SKIPPED:
+            terminalreporter.write_line(f"skipped: {nodeid}")
+    _fault_summary(terminalreporter)
 
 
 @pytest.fixture
@@ -66,7 +92,7 @@ def fault_ledger():
     return _FAULTS
 
 
-def pytest_terminal_summary(terminalreporter):
+def _fault_summary(terminalreporter):
     if not _FAULTS:
         return
     tr = terminalreporter

@@ -30,7 +30,7 @@ def fashion_like(folder: Path, images: int = 3000, classes: int = 10, seed: int 
     rng = np.random.default_rng(seed)
     templates = rng.integers(0, 256, (classes, 28, 28))
     labels = rng.integers(0, classes, images)
-    noisy = templates[labels] * 0.6 + rng.integers(0, 256, (images, 28, 28)) * 0.4
-    shifts = rng.integers(-2, 3, (images, 2))
+    noisy = templates[labels] * 0.75 + rng.integers(0, 256, (images, 28, 28)) * 0.25
+    shifts = rng.integers(-1, 2, (images, 2))
     shifted = np.stack([np.roll(img, tuple(s), axis=(0, 1)) for img, s in zip(noisy, shifts)])
-    return write_idx(folder, shifted.clip(0, 255), labels)
+    return write_idx(folder, shifted.clip(0, 255), labels, compress=True)  # gzip, as Debian ships them

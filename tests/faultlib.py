@@ -121,9 +121,10 @@ def kill_tree(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-def worker_pids() -> list[int]:
-    """Ray Tune's trial workers on this machine (process title ray::ImplicitFunc...)."""
-    done = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True)
+def worker_pids(search: subprocess.Popen) -> list[int]:
+    """The Ray Tune trial workers (process title ray::ImplicitFunc...) of a search started by start_nas: its
+    own session holds its local Ray, so other Rays on the machine are never touched."""
+    done = subprocess.run(["pgrep", "-s", str(search.pid), "-f", "ray::ImplicitFunc"], capture_output=True, text=True)
     return [int(p) for p in done.stdout.split()]
 
 

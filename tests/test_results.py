@@ -1,7 +1,6 @@
 """Results a user takes away: studies, the front and its dominance report, export to timm, the report."""
 
 import json
-import shutil
 import struct
 from pathlib import Path
 
@@ -173,7 +172,6 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("google-chrome")), reason="no Chromium for kaleido's PNG (apt-get install chromium)")
 def test_the_report_png_is_a_real_picture_of_the_expected_size(results_study, tmp_path):
     url, _ = results_study
     run("report", "--storage", url, "-o", str(tmp_path / "r.html"), "--png", str(tmp_path / "r.png"))

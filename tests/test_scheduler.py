@@ -11,7 +11,6 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from nas.scheduler import MOASHAScheduler, make_scheduler
 from searchspace import NasError, count, load_space
 from trials import ProxyRecipe, load_proxy_data
-from trials.data import DEBIAN_FASHION_MNIST
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 M = 1_000_000
@@ -154,8 +153,7 @@ def test_scheduler_names():
         make_scheduler("hyperband", 2)
 
 
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed")
-def test_a_trial_reports_every_half_epoch_with_its_full_size_macs(monkeypatch):
+def test_a_trial_reports_every_half_epoch_with_its_full_size_macs(monkeypatch, proxy_data_dir):
     import ray
     from ray import tune
 
@@ -167,7 +165,7 @@ def test_a_trial_reports_every_half_epoch_with_its_full_size_macs(monkeypatch):
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])  # no Ray session: this process is the trial
     spec = load_space("tiny").sample(0)
     recipe = ProxyRecipe(epochs=2, subset=128, val_size=32)
-    data = load_proxy_data(None, recipe.resolution, recipe.subset, recipe.val_size, recipe.seed)
+    data = load_proxy_data(str(proxy_data_dir), recipe.resolution, recipe.subset, recipe.val_size, recipe.seed)
     proxy_trial({"spec": spec.to_dict()}, data, recipe.as_dict(), evaluations_per_epoch=EVALUATIONS_PER_EPOCH)
     assert [(r["progress"], r["epoch"]) for r in reports] == [(0.5, 0), (1, 1), (1.5, 1), (2, 2)]
     assert {r["macs"] for r in reports} == {count(spec).macs}

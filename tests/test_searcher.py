@@ -195,8 +195,8 @@ def test_a_live_search_fails_and_requeues_the_trials_a_stopped_search_left_runni
     heartbeat = nas.search._Heartbeat(live, study)
     heartbeat.start()
     try:
-        deadline = time.monotonic() + 20
-        while study.trials[0].state == TrialState.RUNNING and time.monotonic() < deadline:
+        deadline = time.monotonic() + 20  # failed, then re-queued: two writes of the heartbeat's thread
+        while not study.get_trials(states=(TrialState.WAITING,)) and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         heartbeat.stop()

@@ -1,6 +1,5 @@
 """Proxy data and proxy training: the default data, the three folder layouts, determinism, failures."""
 
-import gzip
 import pickle
 
 import numpy as np
@@ -8,17 +7,20 @@ import pytest
 import torch
 from PIL import Image
 
+from datalib import write_idx
 from searchspace import NasError, load_space, preset
 from trials import ProxyData, ProxyRecipe, TrialFailed, failure_reason, load_proxy_data, train_proxy
-from trials.data import DEBIAN_FASHION_MNIST
 
-needs_fashion_mnist = pytest.mark.skipif(
-    not DEBIAN_FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)"
-)
+@pytest.fixture
+def default_data(monkeypatch, proxy_data_dir):
+    """The default data source: Debian's package, or where it is missing its stand-in in the same place."""
+    import trials.data
+
+    monkeypatch.setattr(trials.data, "DEBIAN_FASHION_MNIST", proxy_data_dir)
+    return None
 
 
-@needs_fashion_mnist
-def test_the_default_data_is_debians_fashion_mnist_resized_and_split_by_seed():
+def test_the_default_data_is_debians_fashion_mnist_resized_and_split_by_seed(default_data):
     data = load_proxy_data(None, 28, 300, 100, seed=1)
     assert data.train_images.shape == (300, 1, 28, 28) and data.val_images.shape == (100, 1, 28, 28)
     assert data.num_classes == 10 and data.name == "fashion-mnist"
@@ -26,18 +28,6 @@ def test_the_default_data_is_debians_fashion_mnist_resized_and_split_by_seed():
     assert torch.equal(data.train_labels, again.train_labels)
     other = load_proxy_data(None, 28, 300, 100, seed=2)
     assert not torch.equal(data.train_labels, other.train_labels)
-
-
-def write_idx(folder, images, labels, compress):
-    def blob(magic, array):
-        dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-        return magic + dims + array.astype(np.uint8).tobytes()
-
-    for name, data in (("train-images-idx3-ubyte", blob(b"\x00\x00\x08\x03", images)), ("train-labels-idx1-ubyte", blob(b"\x00\x00\x08\x01", labels))):
-        if compress:
-            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
-        else:
-            (folder / name).write_bytes(data)
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -106,8 +96,7 @@ def test_the_proxy_stem_stride_keeps_four_stage_maps_of_at_least_two_pixels():
     assert ProxyRecipe(resolution=16).stem_stride == 1
 
 
-@needs_fashion_mnist
-def test_proxy_training_is_deterministic_under_a_seed_and_reports_every_epoch():
+def test_proxy_training_is_deterministic_under_a_seed_and_reports_every_epoch(default_data):
     data = load_proxy_data(None, 28, 256, 64, seed=0)
     recipe = ProxyRecipe(epochs=2, subset=256, val_size=64, seed=3)
     spec = load_space("tiny").sample(0)
@@ -119,8 +108,7 @@ def test_proxy_training_is_deterministic_under_a_seed_and_reports_every_epoch():
     assert first[-1].images_per_second > 0 and first[-1].device == "cpu"
 
 
-@needs_fashion_mnist
-def test_evaluating_every_half_epoch_reports_progress_and_changes_no_training_step():
+def test_evaluating_every_half_epoch_reports_progress_and_changes_no_training_step(default_data):
     data = load_proxy_data(None, 28, 256, 64, seed=0)
     recipe = ProxyRecipe(epochs=2, subset=256, val_size=64, seed=3)
     spec = load_space("tiny").sample(0)
@@ -131,8 +119,7 @@ def test_evaluating_every_half_epoch_reports_progress_and_changes_no_training_st
     assert [(r.proxy_top1, r.proxy_loss, r.train_loss) for r in whole] == [(r.proxy_top1, r.proxy_loss, r.train_loss) for r in per_epoch]
 
 
-@needs_fashion_mnist
-def test_a_diverging_trial_fails_with_its_reason():
+def test_a_diverging_trial_fails_with_its_reason(default_data):
     data = load_proxy_data(None, 28, 128, 32, seed=0)
     with pytest.raises(TrialFailed, match="diverged: the (training|held-out) loss"):
         list(train_proxy(preset("u_swin_micro"), data, ProxyRecipe(epochs=2, subset=128, val_size=32, lr=1e6)))

@@ -5,7 +5,7 @@ Imports searchspace (and torch, timm, torchvision, optuna); never dashboards or 
 
 import importlib
 
-from .recipe import REFERENCE_RECIPE, ProxyRecipe
+from .recipe import BENCH_RECIPE, REFERENCE_RECIPE, ProxyRecipe
 
 # Data and training need torch and load on first use: the commands that only read studies never load it.
 _LAZY = {
@@ -22,6 +22,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BENCH_RECIPE",
     "DEFAULT_DATA",
     "ProxyData",
     "ProxyRecipe",

@@ -48,6 +48,17 @@ class ProxyRecipe:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self, short: bool = False) -> str:
+        """The recipe in one line (`short`: what tells fidelities apart, for tables)."""
+        maps = "/".join(str(h) for h, _ in feature_sizes("patch", 4, self.resolution, self.stem_stride))
+        if short:
+            return f"{self.epochs} ep x {self.subset} img, maps {maps}, windows {self.windows}, width x{self.width:g}"
+        seeds = f", {self.seeds} seeds from {self.seed}" if self.seeds > 1 else f", seed {self.seed}"
+        return (
+            f"{self.epochs} epochs on {self.subset} images ({self.val_size} held out) at {self.resolution}px (maps {maps}, "
+            f"windows {self.windows}), width x{self.width:g}, batch {self.batch_size}, lr {self.lr:g}{seeds}"
+        )
+
     @property
     def key(self) -> dict:
         """What makes two recipes one fidelity: everything but the seeds."""
@@ -62,7 +73,10 @@ class ProxyRecipe:
         return self.proxy_spec(spec).id_at(self.resolution, self.stem_stride)
 
 
-# The reference nas calibrate and nas confirm train by default: stronger on every axis the default proxy cuts
-# (maps 28/14/7/4 with the full-size number of windows per stage, 2.5x the images, twice the epochs, three
-# times the held-out images): about 20x a default proxy trial.
-REFERENCE_RECIPE = ProxyRecipe(epochs=4, subset=5000, val_size=1500, stem_stride=1, windows="keep")
+# The reference nas calibrate and nas confirm train by default, sized for 2 CPU cores: five times the training
+# steps of the default proxy (2.5x the images, twice the epochs), 2.5x the held-out images, and every
+# stage's full-size number of windows; about 10x a default proxy trial. On a GPU, raise the resolution too.
+REFERENCE_RECIPE = ProxyRecipe(epochs=4, subset=5000, val_size=1250, windows="keep")
+# The benchmark table's (nas bench build): the default proxy on half its training images, so a point trains in
+# about half the time while the rungs (0.5 and 1 epoch), the proxy networks and the held-out noise stay a search's.
+BENCH_RECIPE = ProxyRecipe(subset=1000, val_size=500)

@@ -11,6 +11,7 @@ import json
 import optuna
 
 from searchspace import ArchSpec
+from searchspace.spec import load_axes
 from searchspace.geometry import digest
 
 from .recipe import ProxyRecipe
@@ -36,6 +37,8 @@ FAIL_REASON = "fail_reason"  # why a trial failed, or why a point was not traine
 DUPLICATE_OF = "duplicate_of"  # a repeat answered from this trial number (stored before 0.2; views skip it)
 SEARCH_PROCESS = "search_process"  # host:pid of the `nas search` that drew the point
 RETRY_OF = "retry_of"  # the trial whose Ray node or worker died while training this point (it is retried once)
+CURVE = "curve"  # the learning curve: {key: [value at each evaluation]} for the keys below
+CURVE_KEYS = ("progress", "proxy_top1", "train_seconds")  # epochs trained, held-out top-1 (%), cumulative seconds
 
 # A FAIL trial without a reason was failed by a later search: its own search stopped (no heartbeat).
 INTERRUPTED = "interrupted: its search stopped while training it (the point was re-queued)"
@@ -56,6 +59,7 @@ STUDY_ROLE = "role"  # "search", or a calibration's "proxy" / "reference" run, o
 STUDY_CALIBRATION = "calibration"  # on a calibration's runs: the figures (see dashboards.calibration)
 STUDY_CONFIRMATION = "confirmation"  # on a search: its front re-trained at a higher fidelity (nas confirm)
 STUDY_CONFIRMS = "confirms"  # on a confirmation's runs: the search they confirm
+ZERO_COST = "zero_cost"  # a benchmark table's study: "zero_cost:<spec id>" holds that point's zero-cost scores
 
 
 def config_file(study_name: str, number: int) -> str:
@@ -65,7 +69,10 @@ def config_file(study_name: str, number: int) -> str:
 
 def spec_of(trial: optuna.trial.FrozenTrial) -> ArchSpec | None:
     text = trial.user_attrs.get(SPEC)
-    return ArchSpec.model_validate(json.loads(text)) if text else None
+    if not text:
+        return None
+    load_axes()
+    return ArchSpec.model_validate(json.loads(text))
 
 
 def recipe_key(recipe: ProxyRecipe, data: str) -> str:

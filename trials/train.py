@@ -26,7 +26,7 @@ from torch import Tensor
 from searchspace import ArchSpec, build_model
 
 from .data import ProxyData
-from .recipe import REFERENCE_RECIPE, ProxyRecipe  # noqa: F401 (REFERENCE_RECIPE: public here too)
+from .recipe import BENCH_RECIPE, REFERENCE_RECIPE, ProxyRecipe  # noqa: F401 (public here too)
 
 
 class TrialFailed(Exception):

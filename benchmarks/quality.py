@@ -1,0 +1,291 @@
+"""Search quality: the hypervolume of the front against simulated wall-clock for random search, TPE, NSGA-II
+and GP, each with the pareto (MO-ASHA), asha and no scheduler, replayed against the benchmark table.
+
+Prints, measured in this run (nas.replay: the real searcher, samplers and schedulers; training looked up):
+- per sampler x scheduler over --seeds seeds: hypervolume at a quarter, half and all of the budget, as
+  median [interquartile range], with the trials completed and pruned and the sampler's own seconds per
+  suggestion (real time, not on the simulated clock);
+- a two-sided Mann-Whitney U test of the final hypervolume against random search with the same scheduler
+  and with no scheduler, Holm-corrected over all comparisons: a difference is called better or worse only
+  at corrected p < 0.05, otherwise "within the noise";
+- how far the replay's stand-in points lie from the sampler's draws (Gower distance, MACs ratio);
+- Spearman's rho of each zero-cost proxy, and of MACs and params alone, with the table's trained top-1;
+- a PNG of the median curves with their interquartile bands (Plotly through kaleido and Chromium).
+
+GP is left out unless named in --samplers: Optuna's GPSampler takes about 10 s per suggestion on the unified
+space (43-50 modelled dimensions, two objectives and the budget constraint; measured on 2 shared cores),
+so its 30 replays take an hour or more where the other samplers' 90 take a few minutes.
+
+    python benchmarks/quality.py [--table PATH] [--seeds 10] [--samplers random,tpe,nsga2[,gp]] [--workers 2]
+        [--budget-seconds T] [--processes 2] [--png benchmarks/quality.png] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nas.bench import DEFAULT_TABLE, REFERENCE, Table, spearman_table
+
+FIDELITY_RUNS = Path(__file__).with_name("calibration-unified-fashion-mnist.csv.gz")
+
+SAMPLERS = ("random", "tpe", "nsga2", "gp")
+SCHEDULERS = ("pareto", "asha", "none")
+CHECKPOINTS = (0.25, 0.5, 1.0)  # shares of the budget the hypervolume is compared at
+CURVE_POINTS = 101
+
+
+def _start_worker(path: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one replay per core; GP's torch would otherwise take every core
+    global _TABLE
+    _TABLE = Table.load(path)
+
+
+def _replay(job: tuple[str, str, int, int, float | None]) -> dict:
+    from nas.replay import replay
+
+    sampler, scheduler, seed, workers, budget = job
+    run = replay(_TABLE, sampler, scheduler, seed, workers, budget)
+    summary = run.summary()
+    summary["fidelity"] = run.fidelity
+    return summary
+
+
+def run_all(path: str, samplers, seeds: int, workers: int, budget: float | None, processes: int) -> list[dict]:
+    # slowest first, so the processes finish together: GP, then the schedulers that start the most trials
+    jobs = [(s, p, seed, workers, budget) for s in reversed(samplers) for p in SCHEDULERS for seed in range(seeds)]
+    if processes <= 1:
+        _start_worker(path)
+        return [_replay(job) for job in jobs]
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(path,)) as pool:
+        return list(pool.map(_replay, jobs))
+
+
+def hypervolume_at(trace, seconds: float) -> float:
+    return max((hv for t, hv in trace if t <= seconds), default=0.0)
+
+
+def quartiles(values) -> tuple[float, float, float]:
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return float(q1), float(median), float(q3)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone)."""
+    order = np.argsort(p_values)
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def compare(runs: list[dict], samplers) -> list[dict]:
+    """Final hypervolume of each strategy against random search with its scheduler and with none."""
+    from scipy.stats import mannwhitneyu
+
+    final = {(r["sampler"], r["scheduler"]): [] for r in runs}
+    for r in runs:
+        final[(r["sampler"], r["scheduler"])].append(r["hypervolume"])
+    rows = []
+    for sampler in samplers:
+        for scheduler in SCHEDULERS:
+            for baseline in ({("random", scheduler), ("random", "none")} - {(sampler, scheduler)}):
+                if baseline not in final:
+                    continue
+                mine, theirs = final[(sampler, scheduler)], final[baseline]
+                test = mannwhitneyu(mine, theirs, alternative="two-sided")
+                rows.append({
+                    "strategy": f"{sampler}+{scheduler}", "against": f"{baseline[0]}+{baseline[1]}",
+                    "median_difference": float(np.median(mine) - np.median(theirs)),
+                    "u": float(test.statistic), "p": float(test.pvalue), "n": (len(mine), len(theirs)),
+                })
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = adjusted
+        if adjusted < 0.05:
+            row["verdict"] = "better" if row["u"] > row["n"][0] * row["n"][1] / 2 else "worse"
+        else:
+            row["verdict"] = "within the noise"
+    return rows
+
+
+def draw_png(curves: dict, budget: float, samplers, path: Path) -> str | None:
+    """Median hypervolume curves with interquartile bands, one panel per scheduler; None, or why not drawn."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(SCHEDULERS), shared_yaxes=True, subplot_titles=[f"scheduler: {s}" for s in SCHEDULERS])
+    minutes = np.linspace(0, budget, CURVE_POINTS) / 60
+    for col, scheduler in enumerate(SCHEDULERS, start=1):
+        for i, sampler in enumerate(samplers):
+            grid = curves.get((sampler, scheduler))
+            if grid is None:
+                continue
+            q1, median, q3 = np.percentile(grid, [25, 50, 75], axis=0)
+            colour = qualitative.Plotly[i % len(qualitative.Plotly)]
+            red, green, blue = (int(colour[k : k + 2], 16) for k in (1, 3, 5))
+            band = {"mode": "lines", "line": {"width": 0, "color": colour, "shape": "hv"}, "showlegend": False, "hoverinfo": "skip", "legendgroup": sampler}
+            fig.add_trace(go.Scatter(x=minutes, y=q1, **band), row=1, col=col)
+            fig.add_trace(go.Scatter(x=minutes, y=q3, fill="tonexty", fillcolor=f"rgba({red},{green},{blue},0.15)", **band), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(x=minutes, y=median, mode="lines", name=sampler, line={"color": colour, "shape": "hv"}, legendgroup=sampler, showlegend=col == 1),
+                row=1, col=col,
+            )
+        fig.update_xaxes(title_text="simulated wall-clock (min)", row=1, col=col)
+    fig.update_yaxes(title_text="hypervolume (median, interquartile band)", row=1, col=1)
+    fig.update_layout(template="plotly_white", width=1500, height=520, title="Search quality on the benchmark table")
+    try:
+        fig.write_image(str(path), width=1500, height=520)
+    except Exception as exc:  # kaleido without a browser, or one that failed to start
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", default=str(DEFAULT_TABLE), help="table written by nas bench build --export")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--samplers", default="random,tpe,nsga2", help=f"comma-separated, of {', '.join(SAMPLERS)}")
+    parser.add_argument("--workers", type=int, default=2, help="trials at once in each replay (simulated)")
+    parser.add_argument("--budget-seconds", type=float, help="simulated seconds [default: 24 full trainings on the workers]")
+    parser.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1), help="replays run at once")
+    parser.add_argument("--png", default=str(Path(__file__).with_name("quality.png")))
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--fidelity", default=str(FIDELITY_RUNS), help="calibration runs written by nas calibrate --export")
+    parser.add_argument("--only", choices=("search", "fidelity"), help="one of the two parts [default: both]")
+    args = parser.parse_args()
+    if args.only != "search":
+        fidelity = fidelity_report(args.fidelity)
+        if args.only == "fidelity":
+            print(json.dumps(fidelity, indent=2, default=float) if args.json else "\n".join(fidelity["lines"]))
+            return
+    samplers = [s for s in SAMPLERS if s in args.samplers.split(",")]
+    unknown = set(args.samplers.split(",")) - set(SAMPLERS)
+    if unknown or "random" not in samplers:
+        raise SystemExit(f"--samplers: choose from {', '.join(SAMPLERS)}, random included (the baseline)")
+
+    table = Table.load(args.table)
+    started = time.perf_counter()
+    runs = run_all(args.table, samplers, args.seeds, args.workers, args.budget_seconds, args.processes)
+    wall = time.perf_counter() - started
+    budget = runs[0]["budget_seconds"]
+
+    rows, curves = [], {}
+    for sampler in samplers:
+        for scheduler in SCHEDULERS:
+            mine = [r for r in runs if r["sampler"] == sampler and r["scheduler"] == scheduler]
+            grid = np.array([[hypervolume_at(r["trace"], t) for t in np.linspace(0, budget, CURVE_POINTS)] for r in mine])
+            curves[(sampler, scheduler)] = grid
+            suggestions = sum(r["complete"] + r["pruned"] + r["failed"] for r in mine)
+            rows.append({
+                "sampler": sampler, "scheduler": scheduler, "seeds": len(mine),
+                "hypervolume": {f"{share:g}": quartiles([hypervolume_at(r["trace"], share * budget) for r in mine]) for share in CHECKPOINTS},
+                "complete": quartiles([r["complete"] for r in mine]), "pruned": quartiles([r["pruned"] for r in mine]),
+                "exhausted": sum(r["table_exhausted"] for r in mine),
+                "sampler_seconds_per_suggestion": sum(r["suggest_seconds"] for r in mine) / max(1, suggestions),
+                "stand_in_gower": float(np.median([g for r in mine for g, _ in r["fidelity"]] or [math.nan])),
+                "stand_in_macs_ratio": float(np.exp(np.median([m for r in mine for _, m in r["fidelity"]] or [math.nan]))),
+            })
+    comparisons = compare(runs, samplers)
+    zero_cost = spearman_table(table)
+    png_error = draw_png(curves, budget, samplers, Path(args.png))
+    top1, macs = table.reference_point()
+    report = {
+        "table": args.table, "points": len(table.points), "complete_points": sum(p.complete for p in table.points),
+        "recipe": table.recipe.as_dict(), "data": table.data, "workers": args.workers, "budget_seconds": budget,
+        "budget_full_trainings": table.full_trainings(budget, args.workers),
+        "reference_point": {"proxy_top1": top1, "macs": macs, "normalised": [REFERENCE, REFERENCE]},
+        "table_front_hypervolume": table.hypervolume(table.points), "wall_seconds": wall,
+        "strategies": rows, "comparisons": comparisons, "zero_cost_spearman": zero_cost,
+        "png": None if png_error else args.png, "png_error": png_error,
+    }
+    if args.only is None:
+        report["proxy_fidelity"] = fidelity
+    if args.json:
+        print(json.dumps(report, indent=2, default=float))
+        return
+    print_report(report, samplers)
+    if args.only is None:
+        print("\n" + "\n".join(fidelity["lines"]))
+
+
+def fidelity_report(path: str) -> dict:
+    """Proxy fidelity: each proxy recipe's calibration figures against the same reference, recomputed from
+    the runs `nas calibrate --export` wrote (the panel's scores per recipe and seed; nothing is trained)."""
+    from dashboards.calibration import recipes_compared
+
+    frame = pd.read_csv(path)
+    rows = recipes_compared(frame)
+    reference = frame[frame.role == "reference"]
+    lines = [
+        f"proxy fidelity on {path}: {frame.point.nunique()} panel points; reference: {reference.recipe_text.iloc[0]}, "
+        f"{reference.seconds.mean():.0f} s per trial",
+        "Kendall tau with 95% bootstrap intervals over the panel; noise: one score's standard deviation between seeds",
+        f"{'proxy recipe':60s} {'s/trial':>7s} {'seed tau':>9s} {'noise':>6s} {'tau vs reference':>22s} {'SoTL vs ref':>12s} "
+        f"{'vs papers':>9s}",
+    ]
+    for row in rows:
+        f = row["figures"]
+        ref = f["against_reference"]
+        ci = ref["proxy_top1"]["tau_ci"]
+        lines.append(
+            f"{row['recipe_text']:60s} {f['cost']['proxy']['seconds_per_trial']:7.1f} {f['seed_to_seed']['tau']:+9.2f} "
+            f"{f['noise']['pooled_std']:6.2f} {ref['proxy_top1']['tau']:+6.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] "
+            f"{ref['proxy_sotl']['tau'] if ref['proxy_sotl'] else float('nan'):+12.2f} {f['against_published']['all']['proxy']:+9.2f}"
+        )
+    first = rows[0]["figures"]
+    lines.append(
+        f"baselines: MACs alone vs reference tau {first['against_reference']['macs_only']['tau']:+.2f}; vs papers "
+        f"{first['against_published']['all']['macs_only']:+.2f}; the reference itself vs papers "
+        f"{first['against_published']['all'].get('reference', float('nan')):+.2f}"
+    )
+    return {"runs": path, "recipes": rows, "lines": lines}
+
+
+def _q(q, digits=3) -> str:
+    return f"{q[1]:.{digits}f} [{q[0]:.{digits}f}-{q[2]:.{digits}f}]"
+
+
+def print_report(r: dict, samplers) -> None:
+    ref = r["reference_point"]
+    print(f"search quality on {r['table']}: {r['points']} points ({r['complete_points']} complete), data {r['data']}, "
+          f"{r['recipe']['epochs']} epochs on {r['recipe']['subset']} images")
+    print(f"{r['workers']} simulated workers, budget {r['budget_seconds'] / 60:.1f} simulated min (~{r['budget_full_trainings']} full trainings); "
+          f"{len(r['strategies']) * r['strategies'][0]['seeds']} replays in {r['wall_seconds']:.0f} s")
+    print(f"hypervolume: objectives normalised to the table front's box (0 = its best top-1 / least MACs, 1 = its worst / most); "
+          f"fixed reference point ({REFERENCE:g}, {REFERENCE:g}) = {ref['proxy_top1']:.2f}% top-1, {ref['macs'] / 1e9:.3f} GMACs; "
+          f"the table's whole front scores {r['table_front_hypervolume']:.3f}")
+    print("\nhypervolume, median [interquartile range] over seeds, at a share of the budget:")
+    header = f"{'sampler':8s} {'scheduler':9s} " + " ".join(f"{'at ' + format(s, '.0%'):>21s}" for s in CHECKPOINTS)
+    print(header + f" {'complete':>9s} {'pruned':>7s} {'s/suggest':>9s} {'stand-in':>16s}")
+    for row in r["strategies"]:
+        hv = " ".join(f"{_q(row['hypervolume'][format(s, 'g')]):>21s}" for s in CHECKPOINTS)
+        print(f"{row['sampler']:8s} {row['scheduler']:9s} {hv} {row['complete'][1]:9.0f} {row['pruned'][1]:7.0f} "
+              f"{row['sampler_seconds_per_suggestion']:9.2f} {'Gower ' + format(row['stand_in_gower'], '.2f') + ', MACs x' + format(row['stand_in_macs_ratio'], '.2f'):>16s}"
+              + (f"  (table exhausted in {row['exhausted']} seeds)" if row["exhausted"] else ""))
+    print("\nfinal hypervolume against random search (two-sided Mann-Whitney U, Holm-corrected over these comparisons):")
+    for c in r["comparisons"]:
+        print(f"  {c['strategy']:15s} vs {c['against']:13s}: median {c['median_difference']:+.3f}, p {c['p']:.3f} "
+              f"(corrected {c['p_holm']:.3f}): {c['verdict']}")
+    print("\nSpearman's rho with the table's trained top-1 (complete points; 95% interval, Fisher z):")
+    for z in r["zero_cost_spearman"]:
+        print(f"  {z['score']:10s} rho {z['rho']:+.2f} [{z['low']:+.2f}, {z['high']:+.2f}]  n {z['n']}, p {z['p']:.3g}")
+    if "gp" not in samplers:
+        print("\nGP not in --samplers (about 10 s per suggestion on this space): add it for the full comparison")
+    print(f"\ncurves: {r['png']}" if r["png"] else f"\nno PNG: {r['png_error']}")
+
+
+if __name__ == "__main__":
+    main()

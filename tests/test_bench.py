@@ -1,0 +1,229 @@
+"""The tabular benchmark: a table of trained points, and searches replayed against it on a simulated clock
+with the real searcher, samplers and schedulers. One end-to-end build through Ray on a tiny space."""
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.bench import Table, TablePoint, hypervolume_2d, table_points
+from nas.replay import TableSearcher, replay
+from nas.searcher import StudySearcher
+from nas.study import space_digest
+from searchspace import ArchSpec, NasError, count, load_space, parse_macs
+from test_trials import write_idx
+from trials import ProxyRecipe
+from trials import record as R
+
+BIN = Path(sys.executable).parent
+RECIPE = ProxyRecipe()
+
+
+def synthetic_table(n=24, seed=0, failed=(), space="tiny"):
+    """A table of `n` points of a shipped space with made-up curves: top-1 grows over the two epochs,
+    seconds grow with the MACs; the points in `failed` diverge after their first epoch."""
+    sp = load_space(space)
+    rng = random.Random(seed)
+    points = []
+    for i, spec in enumerate(table_points(sp, parse_macs("4.5G"), n, seed, RECIPE)):
+        params, macs = count(spec)
+        final, seconds = rng.uniform(40, 90), 2.0 + macs / 1e8 + rng.random()
+        progress = [0.5, 1, 1.5, 2]
+        curve = {
+            "progress": progress,
+            "proxy_top1": [final * (0.7 + 0.15 * p) for p in progress],
+            "train_seconds": [seconds * p / 2 for p in progress],
+        }
+        reason = None
+        if i in failed:
+            curve, reason = {k: v[:2] for k, v in curve.items()}, "diverged: the training loss became nan at epoch 2, step 3"
+        points.append(TablePoint(
+            id=spec.id, proxy_id=RECIPE.proxy_id(spec), spec=spec.to_dict(), params=params,
+            macs=macs, curve=curve, zero_cost={"naswot": rng.random(), "macs": float(macs), "params": float(params)},
+            fail_reason=reason,
+        ))
+    return Table(
+        space=space, space_sha256=space_digest(sp), budget=parse_macs("4.5G"), data="synthetic", recipe=RECIPE,
+        evaluations_per_epoch=2, study="synthetic", points=points,
+    )
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_table()
+
+
+def test_the_same_seed_replays_the_same_search_and_another_seed_another(table):
+    for sampler in ("tpe", "nsga2"):
+        first, again = (replay(table, sampler, "pareto", seed=3, budget_seconds=60) for _ in range(2))
+        assert first.log == again.log and first.trace == again.trace
+        assert [t.params for t in first.study.trials] == [t.params for t in again.study.trials]
+        assert replay(table, sampler, "pareto", seed=4, budget_seconds=60).log != first.log
+
+
+def test_each_result_arrives_at_its_start_plus_the_training_seconds_the_table_measured(table):
+    for workers in (1, 2, 3):
+        run = replay(table, "random", "none", seed=0, workers=workers, budget_seconds=80)
+        starts = {}
+        for seconds, trial, point, what in run.log:
+            if what == "start":
+                starts[trial] = seconds
+            elif what.startswith("result"):
+                k = int(what.split()[1].rstrip(":"))
+                curve = table.point(point).curve
+                whole = [s for p, s in zip(curve["progress"], curve["train_seconds"]) if p == int(p)]  # no scheduler: once an epoch
+                assert seconds == pytest.approx(starts[trial] + whole[k])
+        assert sum(1 for s in starts.values() if s == 0.0) == workers  # every worker starts at once
+        ends = sorted(seconds for seconds, _, _, what in run.log if what in ("complete", "pruned", "fail"))
+        later = sorted(s for s in starts.values() if s > 0)
+        assert later and later == ends[: len(later)]  # a worker takes the next trial as one ends, never earlier
+
+
+def test_a_fully_trained_point_is_complete_and_a_stopped_one_pruned_in_the_replayed_study(table):
+    run = replay(table, "tpe", "pareto", seed=1, budget_seconds=120)
+    trials = run.study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    states = {t.state for t in trials}
+    assert states == {TrialState.COMPLETE, TrialState.PRUNED}
+    for t in trials:
+        point = table.point(t.user_attrs[R.SPEC_ID])
+        n = len(t.user_attrs[R.CURVE]["progress"])
+        assert t.user_attrs[R.CURVE] == {k: v[:n] for k, v in point.curve.items()}  # the table's curve, as far as it ran
+        if t.state == TrialState.COMPLETE:
+            assert t.user_attrs[R.EPOCHS] == 2 and t.values == [point.top1, point.macs]
+        else:
+            assert t.user_attrs[R.EPOCHS] < 2 and "stopped early" in t.user_attrs[R.FAIL_REASON]
+    complete = [table.point(t.user_attrs[R.SPEC_ID]) for t in trials if t.state == TrialState.COMPLETE]
+    assert run.hypervolume == pytest.approx(table.hypervolume(complete)) and run.hypervolume > 0
+
+
+def test_a_point_that_failed_in_training_fails_in_the_replay_and_an_exhausted_table_ends_the_search():
+    small = synthetic_table(n=5, failed=(2,))
+    run = replay(small, "random", "none", seed=0, workers=2, budget_seconds=1e6)
+    assert run.exhausted and run.tally.complete == 4 and run.tally.failed == 1
+    (failed,) = run.study.get_trials(states=(TrialState.FAIL,))
+    assert failed.user_attrs[R.SPEC_ID] == small.points[2].id and failed.user_attrs[R.FAIL_REASON].startswith("diverged")
+    assert run.hypervolume == pytest.approx(small.hypervolume(small.points))  # every complete point was found
+
+
+def test_a_draw_is_answered_by_an_untried_table_point_and_the_sampler_learns_that_point_where_it_lies(table):
+    space = table.load_space()
+    study = optuna.create_study(directions=list(R.DIRECTIONS))
+    searcher = TableSearcher(table, study, space, optuna.samplers.TPESampler(seed=0, n_startup_trials=3), seed=0)
+    ids = []
+    for i in range(10):
+        config = searcher.suggest(str(i))
+        point = table.point(config["spec_id"])
+        ids.append(point.id)
+        result = {"progress": 2, "epoch": 2, R.PROXY_TOP1: point.top1, R.TRAIN_SECONDS: point.seconds, R.MACS: point.macs}
+        searcher.on_trial_complete(str(i), result)
+    assert len(set(ids)) == 10  # never the same point twice
+    coordinates = {json.dumps(space.params_of(ArchSpec.model_validate(p.spec)), sort_keys=True) for p in table.points}
+    learned = searcher.drafts.study.get_trials(states=(TrialState.COMPLETE,))
+    assert learned and all(json.dumps(t.params, sort_keys=True) in coordinates for t in learned)
+    assert len(searcher.fidelity) == 10 and all(0 <= gower <= 1 for gower, _ in searcher.fidelity)
+
+
+def test_a_table_round_trips_through_its_file_byte_for_byte(table, tmp_path):
+    size = table.save(tmp_path / "t.json.gz")
+    loaded = Table.load(tmp_path / "t.json.gz")
+    assert loaded == table and size == (tmp_path / "t.json.gz").stat().st_size
+    loaded.save(tmp_path / "again.json.gz")
+    assert (tmp_path / "again.json.gz").read_bytes() == (tmp_path / "t.json.gz").read_bytes()
+
+
+def test_a_table_built_on_another_space_file_or_a_file_that_is_no_table_is_refused(table, tmp_path):
+    other = Table(**{**{k: getattr(table, k) for k in table.__dataclass_fields__}, "space_sha256": "0" * 64})
+    with pytest.raises(NasError, match="another version of"):
+        replay(other, "random", "none")
+    (tmp_path / "bad.json.gz").write_text("not gzip")
+    with pytest.raises(NasError, match="is not a benchmark table"):
+        Table.load(tmp_path / "bad.json.gz")
+    with pytest.raises(NasError, match="nas bench build --export"):
+        Table.load(tmp_path / "missing.json.gz")
+
+
+def test_the_hypervolume_is_the_area_the_front_dominates_up_to_the_reference_point():
+    assert hypervolume_2d(np.array([[0.0, 0.0]]), (1.0, 1.0)) == 1.0
+    assert hypervolume_2d(np.array([[0.0, 0.5], [0.5, 0.0], [0.6, 0.6]]), (1.0, 1.0)) == pytest.approx(0.75)
+    assert hypervolume_2d(np.array([[1.2, 0.0]]), (1.0, 1.0)) == 0.0  # beyond the reference: nothing
+    t = synthetic_table(n=8)
+    front = t.front()
+    assert t.hypervolume(front) == pytest.approx(t.hypervolume(t.points))  # only the front counts
+    assert t.hypervolume(t.points) <= 1.1 * 1.1
+
+
+def test_queued_points_train_once_a_diverged_one_is_not_retried_and_an_interrupted_one_is(tmp_path):
+    study = optuna.create_study(directions=list(R.DIRECTIONS))
+    space = load_space("tiny")
+    points = table_points(space, parse_macs("4.5G"), 4, 0, RECIPE)
+
+    def searcher():
+        return StudySearcher(study, space, parse_macs("4.5G"), RECIPE, 4, points)
+
+    first = searcher()
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 4
+    for i, outcome in enumerate(("complete", "diverged", "interrupted")):
+        first.suggest(str(i))
+        if outcome == "complete":
+            first.on_trial_complete(str(i), {"progress": 2, "epoch": 2, R.PROXY_TOP1: 50.0, R.TRAIN_SECONDS: 1.0})
+        elif outcome == "diverged":
+            first.fail(str(i), "diverged: the training loss became nan at epoch 1, step 2")
+        else:
+            first.fail(str(i), "interrupted: the search stopped before the trial finished")
+    again = searcher()  # a rerun queues what is still to train: the interrupted point, and the one never started
+    waiting = [t.user_attrs[R.SPEC_ID] for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert sorted(waiting) == sorted([points[2].id, points[3].id])
+    assert again.suggest("x")["spec_id"] in waiting
+
+
+def nas(*args, cwd):
+    return subprocess.run([str(BIN / "nas"), *args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.mark.slow
+def test_nas_bench_build_trains_each_point_once_through_ray_and_exports_a_table_to_replay(tmp_path):
+    data = tmp_path / "idx"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 160)
+    write_idx(data, rng.integers(0, 60, (160, 12, 12)) + 60 * labels[:, None, None], labels, compress=False)
+    build = [
+        "bench", "build", "--space", "tiny", "--points", "4", "--data", str(data), "--subset", "64", "--held-out", "32",
+        "--proxy-batch-size", "16", "--storage", f"sqlite:///{tmp_path}/bench.db", "--export", "table.json.gz", "--json",
+    ]
+    run = nas(*build, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert summary["points"] == summary["trained_this_run"] == summary["zero_cost_scored_this_run"] == 4
+    table = Table.load(tmp_path / "table.json.gz")
+    recipe = ProxyRecipe(subset=64, val_size=32, batch_size=16)
+    assert [p.id for p in table.points] == [s.id for s in table_points(load_space("tiny"), parse_macs("4.5G"), 4, 0, recipe)]
+    for p in table.points:
+        assert p.complete and p.curve["progress"] == [0.5, 1, 1.5, 2]  # every half epoch, although no scheduler
+        assert p.curve["train_seconds"] == sorted(p.curve["train_seconds"]) and p.seconds > 0
+        assert {"naswot", "synflow", "grad_norm", "macs", "params"} <= set(p.zero_cost)
+    study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{tmp_path}/bench.db")
+    assert len(study.trials) == 4 and {t.state for t in study.trials} == {TrialState.COMPLETE}
+
+    rerun = nas(*build, cwd=tmp_path)  # resumes: nothing left to train or score, the same table
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    again = json.loads(rerun.stdout)
+    assert again["trained_this_run"] == again["zero_cost_scored_this_run"] == 0
+    assert len(optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{tmp_path}/bench.db").trials) == 4
+    assert Table.load(tmp_path / "table.json.gz") == table
+
+    replayed = nas("bench", "run", "--table", "table.json.gz", "--sampler", "random", "--seeds", "2", "--json", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr[-3000:]
+    runs = json.loads(replayed.stdout)["runs"]
+    assert len(runs) == 2 and all(r["complete"] >= 1 and r["trace"][-1][1] > 0 for r in runs)
+
+
+def test_nas_bench_run_without_a_table_says_how_to_build_one(tmp_path):
+    run = nas("bench", "run", "--table", "nowhere.json.gz", cwd=tmp_path)
+    assert run.returncode == 2 and "nas bench build --export nowhere.json.gz" in run.stderr
