@@ -41,6 +41,7 @@ from faultlib import BIN, Postgres, free_port, wait_for_port  # noqa: E402
 BUDGET = "4.5G"
 OVER_BUDGET = 0.0454  # the share of trials that are queued points over the budget, told FAIL (the issue's study: 454 of 10,000)
 STUDY = "scale"
+RECIPE = {"windows": "clamp"}  # the recipe the studies kept in --folder were built with (any recipe times the same)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 GOALS = {"studies": 2, "pareto": 2, "report": 10, "dashboard": 10, "page": 5, "suggestion": 0.5}
 
@@ -61,7 +62,7 @@ def build_study(url: str, name: str, trials: int, artifact_dir: Path, seed: int 
     from trials import ProxyRecipe
     from trials import record as R
 
-    space, budget, recipe = load_space("unified"), parse_macs(BUDGET), ProxyRecipe()
+    space, budget, recipe = load_space("unified"), parse_macs(BUDGET), ProxyRecipe(**RECIPE)
     study, _ = open_search_study(open_storage(url, heartbeat=False), name, space, budget, "fashion-mnist", recipe)
     store = FileSystemArtifactStore(str(artifact_dir))
     artifact_dir.mkdir(parents=True, exist_ok=True)
@@ -264,14 +265,14 @@ def resume_times(url: str, suggestions: int, env: dict) -> dict:
 def resume(url: str, suggestions: int, seed: int = 0) -> dict:
     """What `nas search` does before and between trainings, on the stored study, timed: each suggestion is
     answered at once with a made-up score (no training: the benchmark times the search's own work)."""
-    from nas.search import describe  # noqa: F401 - `nas search` imports it: the same import cost
+    import nas.search  # noqa: F401 - `nas search` imports it: the same import cost
     from nas.searcher import StudySearcher
     from nas.study import fail_stale_trials, make_sampler, open_search_study, open_storage
     from searchspace import count, load_space, parse_macs
     from trials import ProxyRecipe
 
     start, start_cpu = time.perf_counter(), time.process_time()
-    space, budget, recipe = load_space("unified"), parse_macs(BUDGET), ProxyRecipe()
+    space, budget, recipe = load_space("unified"), parse_macs(BUDGET), ProxyRecipe(**RECIPE)
     study, _ = open_search_study(open_storage(url), STUDY, space, budget, "fashion-mnist", recipe)
     fail_stale_trials(study)
     searcher = StudySearcher(study, space, budget, recipe, suggestions, [], make_sampler("tpe", seed, suggestions))

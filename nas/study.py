@@ -186,6 +186,11 @@ def open_search_study(
                 was, now = stored[key], wanted[key]
                 if key == R.STUDY_BUDGET:
                     was, now = format_macs(was), format_macs(now)
+                if key == R.STUDY_RECIPE:  # only what differs, as the options that set it
+                    fields = [k for k in now if was.get(k) != now[k]]
+                    was = ", ".join(f"{k} {was.get(k)!r}" for k in fields)
+                    option = {"subset": "--subset", "val_size": "--held-out"}
+                    now = ", ".join(f"{now[k]!r} ({option.get(k, '--proxy-' + k.replace('_', '-'))})" for k in fields)
                 if key == R.STUDY_SPACE_HASH:
                     was = f"{stored.get(R.STUDY_SPACE, '?')} (sha256 {was[:12]})"
                     now = f"{space.source} (sha256 {now[:12]}), whose content differs"

@@ -35,7 +35,8 @@ def test_at_28_px_the_collapsed_axes_name_windows_that_cover_their_maps_and_the_
 def test_the_keep_rule_gives_each_stage_its_full_size_number_of_windows():
     spec = ProxyRecipe(windows="keep").proxy_spec(preset("swin_t"))
     assert [s.mixer.kernel for s in spec.stages] == [2, 2, 2, 2]  # on 14/7/4/2 maps: 7, 4, 2, 1 windows per side
-    assert ProxyRecipe(windows="keep").proxy_id(preset("swin_t")) != ProxyRecipe().proxy_id(preset("swin_t"))
+    assert ProxyRecipe(windows="keep").proxy_id(preset("swin_t")) != ProxyRecipe(windows="clamp").proxy_id(preset("swin_t"))
+    assert ProxyRecipe().windows == "keep"  # the default, chosen by calibration (README "Proxy fidelity")
 
 
 def panel_frame(proxy_seeds, reference, macs, presets=None):

@@ -86,4 +86,5 @@ def stored_recipe(study: optuna.Study) -> ProxyRecipe | None:
     if not stored:
         return None
     known = ProxyRecipe.__dataclass_fields__
-    return ProxyRecipe(**{k: v for k, v in stored.items() if k in known})
+    before = {"windows": "clamp"}  # a study made before the window rules existed clamped its windows
+    return ProxyRecipe(**{**before, **{k: v for k, v in stored.items() if k in known}})
