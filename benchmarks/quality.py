@@ -156,7 +156,7 @@ def draw_png(curves: dict, budget: float, samplers, path: Path) -> str | None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", default=str(DEFAULT_TABLE), help="table written by nas bench build --export")
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--samplers", default="random,tpe,nsga2", help=f"comma-separated, of {', '.join(SAMPLERS)}")
     parser.add_argument("--workers", type=int, default=2, help="trials at once in each replay (simulated)")
     parser.add_argument("--budget-seconds", type=float, help="simulated seconds [default: 24 full trainings on the workers]")
@@ -200,6 +200,7 @@ def main():
             })
     comparisons = compare(runs, samplers)
     zero_cost = spearman_table(table)
+    stops = front_stops(table)
     png_error = draw_png(curves, budget, samplers, Path(args.png))
     top1, macs = table.reference_point()
     report = {
@@ -209,7 +210,7 @@ def main():
         "reference_point": {"proxy_top1": top1, "macs": macs, "normalised": [REFERENCE, REFERENCE]},
         "table_front_hypervolume": table.hypervolume(table.points), "wall_seconds": wall,
         "strategies": rows, "comparisons": comparisons, "zero_cost_spearman": zero_cost,
-        "png": None if png_error else args.png, "png_error": png_error,
+        "front_stopped": stops, "png": None if png_error else args.png, "png_error": png_error,
     }
     if args.only is None:
         report["proxy_fidelity"] = fidelity
@@ -254,6 +255,39 @@ def fidelity_report(path: str) -> dict:
     return {"runs": path, "recipes": rows, "lines": lines}
 
 
+def front_stops(table: Table, orders: int = 200, seed: int = 0) -> dict:
+    """The share of the table's front (fully trained top-1 vs MACs) that each early-stopping scheduler would
+    stop: the table's points arrive one after another in a random order (`orders` orders), each reporting its
+    learning curve to the scheduler until told to stop, as in a search of one worker. Both schedulers share
+    their rungs; they differ in how they rank (nas.scheduler)."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from nas.scheduler import make_scheduler
+    from trials import record as R
+
+    points = [p for p in table.points if p.complete]
+    front = {p.id for p in table.front()}
+    rng = np.random.default_rng(seed)
+    shares: dict[str, list[float]] = {"pareto": [], "asha": []}
+    for _ in range(orders):
+        order = rng.permutation(len(points))
+        for name, share in shares.items():
+            scheduler, stopped = make_scheduler(name, table.recipe.epochs), 0
+            for i in order:
+                p, trial = points[i], Trial("__fake", stub=True)
+                scheduler.on_trial_add(None, trial)
+                for progress, top1 in zip(p.curve["progress"], p.curve["proxy_top1"], strict=True):
+                    result = {"progress": progress, "epoch": int(progress), R.PROXY_TOP1: top1, R.MACS: p.macs}
+                    if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP and progress < table.recipe.epochs:
+                        stopped += p.id in front
+                        break
+                scheduler.on_trial_complete(None, trial, result)
+            share.append(stopped / len(front))
+    return {"front_points": len(front), "orders": orders, **{name: quartiles(v) for name, v in shares.items()},
+            **{f"{name}_mean": float(np.mean(v)) for name, v in shares.items()}}
+
+
 def _q(q, digits=3) -> str:
     return f"{q[1]:.{digits}f} [{q[0]:.{digits}f}-{q[2]:.{digits}f}]"
 
@@ -282,6 +316,10 @@ def print_report(r: dict, samplers) -> None:
     print("\nSpearman's rho with the table's trained top-1 (complete points; 95% interval, Fisher z):")
     for z in r["zero_cost_spearman"]:
         print(f"  {z['score']:10s} rho {z['rho']:+.2f} [{z['low']:+.2f}, {z['high']:+.2f}]  n {z['n']}, p {z['p']:.3g}")
+    f = r["front_stopped"]
+    print(f"\nshare of the table's {f['front_points']} front points an early-stopping scheduler stops ({f['orders']} random arrival "
+          f"orders, one at a time): MO-ASHA (pareto) {f['pareto_mean']:.0%} (median {f['pareto'][1]:.0%}), "
+          f"ASHA on top-1 alone {f['asha_mean']:.0%} (median {f['asha'][1]:.0%})")
     if "gp" not in samplers:
         print("\nGP not in --samplers (about 10 s per suggestion on this space): add it for the full comparison")
     print(f"\ncurves: {r['png']}" if r["png"] else f"\nno PNG: {r['png_error']}")
