@@ -52,8 +52,17 @@ def test_a_search_on_two_nodes_survives_losing_the_worker_node(cluster, tmp_path
             return set()
         return {t.user_attrs.get(R.NODE) for t in trials}
 
+    def training_on_both() -> bool:
+        """Two trials in training (one a node: a CPU each) and the worker's in its train call; a trial actor
+        that has just finished keeps its process a moment, so its process alone does not say it trains."""
+        try:
+            running = optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:
+            return False
+        return len(running) == 2 and bool(worker.pids("ray::ImplicitFunc.train"))
+
     # both nodes train, then the worker node dies while it trains a trial
-    assert wait_for(lambda: len(nodes_of_finished()) == 2 and worker.pids("ray::ImplicitFunc"), 600, every=0.5), search.stdout.read()
+    assert wait_for(lambda: len(nodes_of_finished()) == 2 and training_on_both(), 600, every=0.5), search.stdout.read()
     worker.kill()
     output = search.communicate(timeout=900)[0]
     assert search.returncode == 0, output[-3000:]
