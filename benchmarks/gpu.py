@@ -88,16 +88,18 @@ def proxy_data_folder() -> str | None:
     return str(fashion_like(Path(tempfile.mkdtemp(prefix="gpu-data-")) / "fashion-mnist"))
 
 
-def proxy_trial(data_folder: str | None) -> dict:
+def proxy_trial(data_folder: str | None, base: str = "cpu") -> dict:
+    """One proxy trial on the GPU by the recipe --proxy-base names (cpu: the default; gpu: trials.recipe.GPU_RECIPE)."""
     from searchspace import preset
-    from trials import ProxyRecipe, load_proxy_data, train_proxy
+    from trials import load_proxy_data, train_proxy
+    from trials.recipe import BASES
 
-    recipe = ProxyRecipe()
+    recipe = BASES[base]
     data = load_proxy_data(data_folder, recipe.resolution, recipe.subset, recipe.val_size, recipe.seed)
     start = time.perf_counter()
     last = list(train_proxy(preset("u_swin_micro"), data, recipe, "cuda"))[-1]
-    return {"network": "u_swin_micro", "seconds": time.perf_counter() - start, "images_per_second": last.images_per_second,
-            "top1": last.proxy_top1, "device": last.device}
+    return {"network": "u_swin_micro", "recipe": base, "seconds": time.perf_counter() - start,
+            "images_per_second": last.images_per_second, "top1": last.proxy_top1, "device": last.device}
 
 
 def kernels(batch: int = 8, dim: int = 96, size: int = 56) -> list[dict]:
@@ -193,7 +195,8 @@ def main():
     started = time.perf_counter()
     data = proxy_data_folder()
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-              "build_224": build_at_224(), "proxy_trial": proxy_trial(data), "kernels": kernels()}
+              "build_224": build_at_224(), "proxy_trial": proxy_trial(data),
+              "gpu_proxy_trial": proxy_trial(data, "gpu") if data is None else None, "kernels": kernels()}
     if not args.skip_search:
         report["trials_per_gpu"] = trials_per_gpu(data)
     report["seconds"] = time.perf_counter() - started
@@ -205,9 +208,9 @@ def main():
     for r in report["build_224"]:
         print(f"  {r['network']:10s} batch {r['batch']}: fp32 {r['fp32_ms']:.1f} ms {r['fp32_peak_gb']:.2f} GB | bf16 "
               f"{r['bf16_ms']:.1f} ms {r['bf16_peak_gb']:.2f} GB, largest output difference to fp32 {r['bf16_max_diff']:.3f}")
-    p = report["proxy_trial"]
-    print(f"\none proxy trial ({p['network']}, default recipe) on {p['device']}: {p['seconds']:.1f}s, "
-          f"{p['images_per_second']:.0f} images/s, top-1 {p['top1']:.1f}%")
+    for p in filter(None, (report["proxy_trial"], report["gpu_proxy_trial"])):
+        print(f"\none proxy trial ({p['network']}, --proxy-base {p['recipe']}) on {p['device']}: {p['seconds']:.1f}s, "
+              f"{p['images_per_second']:.0f} images/s, top-1 {p['top1']:.1f}%")
     print("\nkernels against their references (forward+backward):")
     for r in report["kernels"]:
         line = f"  {r['kernel']:34s} ours {r['ours_ms']:.2f} ms"

@@ -85,3 +85,25 @@ def test_every_command_has_help():
     for args in (["--help"], ["arch", "--help"], ["arch", "list", "--help"], ["arch", "show", "--help"], ["space", "show", "--help"], ["space", "sample", "--help"]):
         result = run(*args)
         assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_proxy_base_gpu_starts_the_recipe_from_the_gpu_recipe_and_given_options_override_it():
+    import click
+
+    from nas.cli import recipe_from, recipe_options
+    from trials.recipe import GPU_RECIPE, ProxyRecipe
+
+    @click.command()
+    @recipe_options("proxy", ProxyRecipe())
+    def show(**recipe):
+        click.echo(json.dumps(recipe_from(recipe, "proxy", 0).as_dict()))
+
+    def recipe(*args):
+        result = CliRunner().invoke(show, list(args))
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    assert recipe() == ProxyRecipe().as_dict()
+    gpu = recipe("--proxy-base", "gpu")
+    assert gpu == GPU_RECIPE.as_dict() and gpu["resolution"] == 112 and gpu["stem_stride"] == 4  # maps 28/14/7/4
+    assert recipe("--proxy-base", "gpu", "--subset", "5000", "--proxy-epochs", "3") == {**gpu, "subset": 5000, "epochs": 3}

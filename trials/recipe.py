@@ -82,3 +82,8 @@ REFERENCE_RECIPE = ProxyRecipe(epochs=4, subset=5000, val_size=1250, windows="ke
 # about half the time while the rungs (0.5 and 1 epoch) and the held-out noise stay a search's. Its windows clamp,
 # as the default did when the shipped table (benchmarks/table-unified-4.5G.json.gz) was built.
 BENCH_RECIPE = ProxyRecipe(subset=1000, val_size=500, windows="clamp")
+# A proxy for a GPU (`--proxy-base gpu`, `--gpus-per-trial 0.25` packs four on one): half the full size (112 px,
+# stem stride 4: maps 28/14/7/4, a 7-window covers stage 4 only, as at 224), half the width, ten times the
+# images and a larger batch. Run benchmarks/gpu.py on a GPU to see its seconds per trial.
+GPU_RECIPE = ProxyRecipe(resolution=112, width=0.5, subset=20000, val_size=2500, batch_size=128)
+BASES = {"cpu": ProxyRecipe(), "gpu": GPU_RECIPE}  # the recipes --proxy-base names

@@ -10,6 +10,7 @@ trial with a reason. Imports torch, timm, searchspace.
 from __future__ import annotations
 
 import math
+import os
 import random
 import statistics
 import time
@@ -63,6 +64,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def deterministic_cuda() -> None:
+    """Deterministic CUDA kernels where CUDA has them: cuDNN's deterministic algorithms without autotuning,
+    cuBLAS with a fixed workspace (read when cuBLAS starts, so before the first matmul). Kernels with no
+    deterministic version (atomic adds in grid_sample's backward, index_add) warn and run as they are: the
+    scores move by a fraction of the seed noise (docs/design.md §6)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def proxy_model(spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe) -> torch.nn.Module:
     """The network a recipe scores: `spec` at the recipe's width, windows, resolution and stem stride (on the CPU)."""
     return build_model(
@@ -88,6 +100,8 @@ def train_proxy(
     steps (fewer when an epoch has fewer steps). Evaluating changes no training step. Raises TrialFailed
     with a reason."""
     seed_everything(recipe.seed)
+    if device == "cuda":
+        deterministic_cuda()
     try:
         model = proxy_model(spec, data, recipe).to(device)
     except (RuntimeError, ValueError, MemoryError) as exc:
