@@ -11,8 +11,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 search: install data
 	$(BIN)/nas search --budget $(BUDGET)
 
+# Two test processes (pytest-xdist): most tests wait on subprocesses, Ray and servers, so two share 2 cores well.
+TEST_WORKERS ?= 2
 test: install test-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 
 install: $(VENV)/.installed
 

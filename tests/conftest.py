@@ -40,6 +40,8 @@ def proxy_data_dir(tmp_path_factory):
 def pytest_runtest_logreport(report):
     if report.skipped:
         _SKIPPED.append(report.nodeid)
+    if report.when == "call":
+        _FAULTS.extend(tuple(value) for key, value in report.user_properties if key == "fault")
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -87,9 +89,20 @@ def results_study(tmp_path):
 _FAULTS: list[tuple[str, bool, int, int]] = []
 
 
+class _Ledger:
+    """Where a fault test writes its fault: on its report, which reaches the process that prints the summary
+    (with parallel test workers, not the one that ran the test)."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def append(self, fault: tuple) -> None:
+        self.node.user_properties.append(("fault", tuple(fault)))
+
+
 @pytest.fixture
-def fault_ledger():
-    return _FAULTS
+def fault_ledger(request):
+    return _Ledger(request.node)
 
 
 def _fault_summary(terminalreporter):

@@ -57,11 +57,14 @@ def test_closed_form_cost_equals_flop_counter_on_sampled_points(seed):
             assert abs(measured.macs / counted.macs - 1) < 0.01, spec.id
 
 
-def test_200_random_points_build_and_train_at_proxy_scale_with_finite_outputs():
+@pytest.mark.parametrize("chunk", range(4))
+def test_200_random_points_build_and_train_at_proxy_scale_with_finite_outputs(chunk):
+    """200 seeded points in 4 chunks of 50 (so parallel test workers share them)."""
     space = load_space("unified")
     rng = random.Random(0)
-    for i in range(200):
-        spec = space.sample(rng).scaled(0.25)
+    points = [space.sample(rng) for _ in range(200)]
+    for i in range(50 * chunk, 50 * (chunk + 1)):
+        spec = points[i].scaled(0.25)
         stem_stride = 1 if i % 5 == 0 else 4  # every fifth at the proxy recipe's full-proportion maps
         model = build_model(spec, num_classes=10, img_size=32, in_chans=1, stem_stride=stem_stride)
         y = model(torch.randn(2, 1, 32, 32))
