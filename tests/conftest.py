@@ -5,6 +5,9 @@ import pytest
 import torch
 
 _SKIPPED: list[str] = []
+# Tables are read as a pipe without COLUMNS gets them (160 columns: nas.console); pytest-xdist's workers
+# set COLUMNS=80, which would cut the tables the tests read.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(autouse=True, scope="session")
