@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -173,8 +175,18 @@ def published_agreement(points: pd.DataFrame, proxy: pd.Series, reference: pd.Se
     return {"all": scores(ids), "similar_macs": [scores(g) for g in groups]}
 
 
+# Calibrations measured for the project on the embedded data and shipped with it (README, "Proxy fidelity"):
+# the default recipe's, and two others'. Each holds its recipe key ("recipe_key") and "shipped": true.
+SHIPPED = Path(__file__).with_name("calibrations")
+
+
+def shipped_calibrations() -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(SHIPPED.glob("*.json"))]
+
+
 def calibration_for(study: optuna.Study) -> dict | None:
-    """The newest calibration of the study's recipe and data in the same storage, or None."""
+    """The newest calibration of the study's recipe and data in the same storage; where it has none, the one
+    shipped for that recipe and data (so a default search prints its proxy's measured noise); else None."""
     key = study.user_attrs.get(R.STUDY_RECIPE_KEY)
     if key is None:
         return None
@@ -182,7 +194,7 @@ def calibration_for(study: optuna.Study) -> dict | None:
         s.user_attrs[R.STUDY_CALIBRATION]
         for s in study._storage.get_all_studies()  # the studies' attributes, none of their trials
         if s.user_attrs.get(R.STUDY_RECIPE_KEY) == key and R.STUDY_CALIBRATION in s.user_attrs
-    ]
+    ] or [c for c in shipped_calibrations() if c.get("recipe_key") == key]
     return max(found, key=lambda c: c["created"]) if found else None
 
 
@@ -206,4 +218,5 @@ def summary_line(calibration: dict | None) -> str:
     paper = calibration.get("against_published", {}).get("all")
     if paper:
         parts.append(f"tau vs papers {paper['proxy']:.2f} (MACs alone {paper['macs_only']:.2f})")
-    return f"proxy calibration ({calibration['created'][:10]}, {calibration['points']} points): " + ", ".join(parts)
+    where = "shipped with nas-unified, " if calibration.get("shipped") else ""
+    return f"proxy calibration ({where}{calibration['created'][:10]}, {calibration['points']} points): " + ", ".join(parts)
