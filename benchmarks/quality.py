@@ -91,6 +91,16 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+def ratio_interval(mine, theirs, resamples: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the ratio of two medians (seeds resampled within each strategy)."""
+    rng = np.random.default_rng(seed)
+    a = np.median(rng.choice(mine, (resamples, len(mine))), axis=1)
+    b = np.median(rng.choice(theirs, (resamples, len(theirs))), axis=1)
+    ratios = a / np.where(b > 0, b, np.nan)
+    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def compare(runs: list[dict], samplers) -> list[dict]:
     """Final hypervolume of each strategy against random search with its scheduler and with none."""
     from scipy.stats import mannwhitneyu
@@ -109,6 +119,7 @@ def compare(runs: list[dict], samplers) -> list[dict]:
                 rows.append({
                     "strategy": f"{sampler}+{scheduler}", "against": f"{baseline[0]}+{baseline[1]}",
                     "median_difference": float(np.median(mine) - np.median(theirs)),
+                    "median_ratio": float(np.median(mine) / np.median(theirs)), "ratio_ci": ratio_interval(mine, theirs),
                     "u": float(test.statistic), "p": float(test.pvalue), "n": (len(mine), len(theirs)),
                 })
     for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
@@ -311,7 +322,8 @@ def print_report(r: dict, samplers) -> None:
               + (f"  (table exhausted in {row['exhausted']} seeds)" if row["exhausted"] else ""))
     print("\nfinal hypervolume against random search (two-sided Mann-Whitney U, Holm-corrected over these comparisons):")
     for c in r["comparisons"]:
-        print(f"  {c['strategy']:15s} vs {c['against']:13s}: median {c['median_difference']:+.3f}, p {c['p']:.3f} "
+        print(f"  {c['strategy']:15s} vs {c['against']:13s}: median {c['median_difference']:+.3f}, "
+              f"ratio {c['median_ratio']:.2f}x [{c['ratio_ci'][0]:.2f}, {c['ratio_ci'][1]:.2f}], p {c['p']:.3f} "
               f"(corrected {c['p_holm']:.3f}): {c['verdict']}")
     print("\nSpearman's rho with the table's trained top-1 (complete points; 95% interval, Fisher z):")
     for z in r["zero_cost_spearman"]:
