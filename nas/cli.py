@@ -350,7 +350,7 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
 @storage_option
 @click.option("--study-name", help="Study to create or resume.  [default: SPACE-BUDGET-DATA]")
 @click.option("--trials", default=24, show_default=True, type=click.IntRange(1), help="Trials to train in this run.")
-@click.option("--time-limit", callback=_duration, help="Stop after this long (90s, 10m, 2h); running trials end as pruned.")
+@click.option("--time-limit", callback=_duration, help="Stop after this long (90s, 10m, 2h); trials still training are cut (failed, marked cut_by_time_limit) and their points queued for the next run.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sampler, the data subset and the training.")
 @click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "nsga2", "random", "gp"]))
 @click.option(

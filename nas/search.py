@@ -227,7 +227,10 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     try:
         heartbeat.start()
         with progress:
+            fit_started = time.perf_counter()
             tuner.fit()
+            if opts.time_limit is not None and time.perf_counter() - fit_started >= opts.time_limit:
+                searcher.cut_unfinished()  # Ray stopped them at the time limit without a word to the searcher
     finally:
         heartbeat.stop()
         searcher.fail_unfinished("interrupted: the search stopped before the trial finished")

@@ -22,7 +22,7 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
     in_study = len(study.get_trials(deepcopy=False))
     t = summary["tally"]
     counts = {
-        "complete": t.complete, "pruned": t.pruned, "failed": t.failed,
+        "complete": t.complete, "pruned": t.pruned, "failed": t.failed, "cut_by_time_limit": t.cut,
         "draws_over_budget": t.over_budget, "draws_repeated": t.repeats, "draws_proxy_twins": t.twins,
         "draws_collided": t.collisions,
     }
@@ -34,7 +34,9 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
             }
         )
     out.print(
-        f"\n{t.complete} complete, {t.pruned} pruned, {t.failed} failed this run"
+        f"\n{t.complete} complete, {t.pruned} pruned, {t.failed} failed"
+        + (f", {t.cut} cut by the time limit (queued for the next run)" if t.cut else "")
+        + " this run"
         + (f"; {not_trained(t)}" if t.not_trained else "")
         + f"; {in_study} trials in the study; {summary['seconds'] / 60:.1f} min"
     )
