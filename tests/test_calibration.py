@@ -112,3 +112,23 @@ def test_calibrating_a_tiny_panel_stores_every_run_and_its_figures_reach_search_
     assert confirmation["seeds"] == 2 and confirmation["front"] >= 1
     pareto = json.loads(nas("pareto", "--study", "tiny-4.5G-fashion-mnist", "--json", cwd=tmp_path).stdout)
     assert all(p["confirmed"] in (True, False) for p in pareto["front"]) and pareto["confirmation"]["studies"]
+
+
+def test_the_reference_stem_stride_adapts_to_the_reference_resolution_as_the_proxys_does(monkeypatch):
+    from click.testing import CliRunner
+
+    from dashboards.calibration import shipped_calibrations
+    from nas.cli import main
+
+    seen = []
+    monkeypatch.setattr("nas.calibrate.calibrate", lambda opts, console=None: seen.append(opts) or {})
+    monkeypatch.setattr("nas.calibrate.confirm", lambda opts, console=None: seen.append(opts) or {})
+    for args in (["calibrate", "--reference-resolution", "112"], ["confirm", "--reference-resolution", "112"], ["calibrate"]):
+        result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    at_112 = [seen[0].reference, seen[1].recipe]
+    assert all(r.stem_stride == 4 and "maps 28/14/7/4" in r.describe() for r in at_112)  # as at 224: 56/28/14/7 at a quarter
+    default = seen[2]
+    # the default recipes are the ones the shipped calibrations measured (their runs' keys are unchanged)
+    assert all(c["reference_recipe"] == default.reference.key for c in shipped_calibrations())
+    assert any(c["proxy_recipe"] == default.proxy.key for c in shipped_calibrations())
