@@ -188,7 +188,7 @@ def shipped_calibrations() -> list[dict]:
 
 
 def measured_budget(calibration: dict) -> int | None:
-    """The budget a calibration was measured at: as recorded, else (calibrations before 0.4, the shipped ones)
+    """The budget a calibration was measured at: as recorded, else (older calibrations, the shipped ones)
     its panel's largest MACs, the panel having been drawn within it."""
     panel = [p["macs"] for p in calibration.get("panel", []) if p.get("macs")]
     return calibration.get("budget") or (max(panel) if panel else None)
