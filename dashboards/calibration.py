@@ -178,24 +178,64 @@ def published_agreement(points: pd.DataFrame, proxy: pd.Series, reference: pd.Se
 # Calibrations measured for the project on the embedded data and shipped with it (README, "Proxy fidelity"):
 # the default recipe's, and two others'. Each holds its recipe key ("recipe_key") and "shipped": true.
 SHIPPED = Path(__file__).with_name("calibrations")
+# A calibration holds for the budgets within this factor of the one it was measured at (its "budget class"):
+# a search's points are of the size of its budget, and so were the calibration's panel.
+BUDGET_CLASS = 2.0
 
 
 def shipped_calibrations() -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted(SHIPPED.glob("*.json"))]
 
 
-def calibration_for(study: optuna.Study) -> dict | None:
-    """The newest calibration of the study's recipe and data in the same storage; where it has none, the one
-    shipped for that recipe and data (so a default search prints its proxy's measured noise); else None."""
+def measured_budget(calibration: dict) -> int | None:
+    """The budget a calibration was measured at: as recorded, else (older calibrations, the shipped ones)
+    its panel's largest MACs, the panel having been drawn within it."""
+    panel = [p["macs"] for p in calibration.get("panel", []) if p.get("macs")]
+    return calibration.get("budget") or (max(panel) if panel else None)
+
+
+def holds_on_space(calibration: dict, study: optuna.Study) -> bool:
+    """Measured on the study's space: the same space file by content where both record it, else (the shipped
+    calibrations, measured from another checkout) the same space name."""
+    mine, theirs = study.user_attrs.get(R.STUDY_SPACE_HASH), calibration.get("space_sha256")
+    if mine and theirs:
+        return mine == theirs
+    name = Path(calibration.get("space") or "").stem
+    return bool(name) and name == Path(study.user_attrs.get(R.STUDY_SPACE) or "").stem
+
+
+def holds_at_budget(calibration: dict, budget: int | None) -> bool:
+    """Measured in the study's budget class: within BUDGET_CLASS times the calibration's budget either way."""
+    measured = measured_budget(calibration)
+    return bool(measured and budget) and measured / BUDGET_CLASS <= budget <= measured * BUDGET_CLASS
+
+
+def find_calibration(study: optuna.Study) -> tuple[dict | None, str | None]:
+    """The calibration that holds for the study: of its recipe and data, measured on its space and in its budget
+    class; the newest in the same storage, else the one shipped. Returns (calibration, None), or (None, what it
+    is not calibrated for: "recipe and data", "space" or "budget")."""
     key = study.user_attrs.get(R.STUDY_RECIPE_KEY)
     if key is None:
-        return None
-    found = [
+        return None, "recipe and data"
+    stored = [
         s.user_attrs[R.STUDY_CALIBRATION]
         for s in study._storage.get_all_studies()  # the studies' attributes, none of their trials
         if s.user_attrs.get(R.STUDY_RECIPE_KEY) == key and R.STUDY_CALIBRATION in s.user_attrs
-    ] or [c for c in shipped_calibrations() if c.get("recipe_key") == key]
-    return max(found, key=lambda c: c["created"]) if found else None
+    ]
+    shipped = [c for c in shipped_calibrations() if c.get("recipe_key") == key]
+    budget = study.user_attrs.get(R.STUDY_BUDGET)
+    for found in (stored, shipped):
+        holding = [c for c in found if holds_on_space(c, study) and holds_at_budget(c, budget)]
+        if holding:
+            return max(holding, key=lambda c: c["created"]), None
+    if not stored + shipped:
+        return None, "recipe and data"
+    return None, "budget" if any(holds_on_space(c, study) for c in stored + shipped) else "space"
+
+
+def calibration_for(study: optuna.Study) -> dict | None:
+    """The calibration that holds for the study, or None (see `find_calibration`)."""
+    return find_calibration(study)[0]
 
 
 def single_score_noise(calibration: dict | None) -> float | None:
@@ -203,10 +243,13 @@ def single_score_noise(calibration: dict | None) -> float | None:
     return (calibration or {}).get("noise", {}).get("pooled_std")
 
 
-def summary_line(calibration: dict | None) -> str:
-    """The calibration in one line, for every front a study prints."""
+def summary_line(calibration: dict | None, missing: str | None = None) -> str:
+    """The calibration in one line, for every front a study prints; without one, what the study is not calibrated
+    for (`find_calibration`'s second answer)."""
     if not calibration:
-        return "proxy not calibrated for this recipe and data: differences of a few points may be seed noise (nas calibrate)"
+        where = {"space": "this space", "budget": f"this budget (a calibration holds within {BUDGET_CLASS:g}x the budget it was measured at)"}
+        return (f"proxy not calibrated for {where.get(missing, 'this recipe and data')}: differences of a few points may be "
+                "seed noise (nas calibrate)")
     parts = []
     if "seed_to_seed" in calibration:
         parts.append(f"seed-to-seed tau {calibration['seed_to_seed']['tau']:.2f}")

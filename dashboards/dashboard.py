@@ -17,7 +17,7 @@ from optuna_dashboard import get_note, run_server, save_note, save_plotly_graph_
 
 from trials import record as R
 
-from .calibration import calibration_for, summary_line
+from .calibration import find_calibration, summary_line
 from .figures import hypervolume_figure, pareto_figure
 from .front import dominance_report, front_trials
 from .notes import architecture_note
@@ -31,14 +31,14 @@ def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], st
     writes for them, on the study: Optuna attaches artifacts only to open trials.
 
     Notes go to the front and the presets only: optuna-dashboard keeps every note in the study's own
-    attributes, which it and `calibration_for` read whole on every request; a note per trial would make
+    attributes, which it and `find_calibration` read whole on every request; a note per trial would make
     each of those reads grow with the study."""
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    calibration = calibration_for(study)
+    calibration, missing = find_calibration(study)
     if done:
         save_plotly_graph_object(study, pareto_figure(study, calibration), graph_object_id="nas-pareto-front")
         save_plotly_graph_object(study, hypervolume_figure(study), graph_object_id="nas-hypervolume")
-    save_note(study, study_note(study, calibration))  # rewritten each time: calibrations and confirmations come later
+    save_note(study, study_note(study, calibration, missing))  # rewritten each time: calibrations and confirmations come later
     notes = 0
     worth_reading = {t.number: t for t in front_trials(study)} | {t.number: t for t in done if t.user_attrs.get(R.PRESET)}
     for frozen in worth_reading.values():
@@ -64,15 +64,17 @@ def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], st
     return {"figures": len(FIGURES) if done else 0, "notes": notes, "artifacts": artifacts}
 
 
-def study_note(study: optuna.Study, calibration: dict | None) -> str:
+def study_note(study: optuna.Study, calibration: dict | None, missing: str | None = None) -> str:
     """The study's note: how far its front can be trusted (calibration, confirmation, the dominance report)."""
-    lines = [f"## {study.study_name}", "", summary_line(calibration), ""]
+    lines = [f"## {study.study_name}", "", summary_line(calibration, missing), ""]
     confirmation = study.user_attrs.get(R.STUDY_CONFIRMATION)
     if confirmation:
         confirmed = [n for n, p in confirmation["points"].items() if p["confirmed"]]
+        unknown = [n for n, p in confirmation["points"].items() if p.get("verdict") == "noise unknown"]
         lines += [
             f"Front confirmed at {confirmation['recipe_text']} with {confirmation['seeds']} seeds: "
-            f"{confirmation['confirmed']} of {confirmation['front']} points (trials {', '.join(confirmed) or 'none'}).", "",
+            f"{confirmation['confirmed']} of {confirmation['front']} points (trials {', '.join(confirmed) or 'none'})"
+            + (f"; not confirmed, noise unknown (a seed did not score them): trials {', '.join(unknown)}" if unknown else "") + ".", "",
         ]
     lines += [f"- {d['text']}" for d in dominance_report(study, calibration)]
     return "\n".join(lines)

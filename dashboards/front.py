@@ -1,5 +1,6 @@
 """The Pareto front of a study as a pandas table (proxy top-1 up, full-size MACs down), and which seed
-networks it beats, said only where the margin is larger than the measured noise.
+networks it beats, said only where a test of the difference, allowing for how the winner was chosen and for
+every preset compared, says so (`best_of_test`, `holm`; `nas confirm` decides "confirmed" the same way).
 
 Reads studies through trials' record; never imports nas.
 """
@@ -7,6 +8,7 @@ Reads studies through trials' record; never imports nas.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import optuna
 import pandas as pd
@@ -17,7 +19,10 @@ from trials import record as R
 from .calibration import single_score_noise
 
 FRONT_COLUMNS = ["number", R.SPEC_ID, R.PRESET, R.MACS, R.PARAMS, R.PROXY_TOP1, R.PROXY_TOP1_SE]
-NOISE_MARGIN = 2.0  # "beats" needs a top-1 gain larger than this many standard errors of the difference
+# "beats" is a one-sided test at this level for the whole report: the chance that noise alone makes the
+# report say "beats" of at least one preset stays below it (tests/test_results.py measures it on pure noise)
+ALPHA = 0.05
+_NORMAL = NormalDist()
 
 
 def _row(t: optuna.trial.FrozenTrial, noise: float | None) -> dict:
@@ -51,43 +56,116 @@ def pareto_frame(study: optuna.Study, calibration: dict | None = None) -> pd.Dat
     return frame.sort_values([R.MACS, R.PROXY_TOP1], ascending=[True, False]).reset_index(drop=True)
 
 
+def difference_noise(se_a: float, se_b: float) -> tuple[float, str]:
+    """The standard error of the difference of two independent scores, and how it was made, in words
+    (two scores of noise s differ with noise s x sqrt(2))."""
+    noise = math.hypot(se_a, se_b)
+    if math.isclose(se_a, se_b, rel_tol=1e-6):
+        return noise, f"{noise:.1f} = {se_a:.1f} x sqrt(2)"
+    return noise, f"{noise:.1f} = sqrt({se_a:.1f}^2 + {se_b:.1f}^2)"
+
+
+def best_of_test(gain: float, noise: float, among: int) -> tuple[float, float]:
+    """One-sided p-values that a point's top-1 gain over another reflects no true gain: for this difference
+    alone (normal, standard error `noise`), and for the best of `among` candidates it was chosen as (the
+    winner's curse: Sidak's 1 - (1 - p)^among; the candidates' differences share the other score, which
+    correlates them positively, so this bound holds). Returns (p_single, p_selection)."""
+    p_single = 1.0 - _NORMAL.cdf(gain / noise)
+    return p_single, 1.0 - (1.0 - p_single) ** max(1, among)
+
+
+def needed_gain(noise: float, among: int, level: float) -> float:
+    """The gain whose `best_of_test` selection p-value is `level`: what the difference had to exceed."""
+    p_single = 1.0 - (1.0 - level) ** (1.0 / max(1, among))
+    return noise * _NORMAL.inv_cdf(1.0 - p_single)
+
+
+def holm(p_values: list[float]) -> tuple[list[float], list[float]]:
+    """Holm's step-down adjustment of p-values tested together (any dependence between them), and the level
+    each p-value was held to at its step (ALPHA / (m - rank)). By hand: a few lines, where statsmodels
+    would be a dependency for one function; scipy has only false-discovery control."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, levels, running = [0.0] * m, [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i], levels[i] = running, ALPHA / (m - rank)
+    return adjusted, levels
+
+
+def _candidates(trials: list[optuna.trial.FrozenTrial], macs: float, exclude: int) -> int:
+    """How many fully trained, feasible trials have no more MACs than `macs` (but trial `exclude`): the front's
+    best point at no more MACs is the best of them all, not only of the front's points."""
+    return sum(
+        1 for t in trials
+        if t.number != exclude and R.DUPLICATE_OF not in t.user_attrs and t.values[1] <= macs
+        and all(c <= 0 for c in t.constraints.values())
+    )
+
+
 def dominance_report(study: optuna.Study, calibration: dict | None = None) -> list[dict]:
     """The fully trained presets off the front, each with the front point that scores best against it at no
-    more MACs, and the verdict: "beats" when the top-1 gain is larger than NOISE_MARGIN standard errors of the
-    difference, "within noise of" when it is not, "noise not measured" without a calibration or seeds."""
+    more MACs, and the verdict: "beats" when a one-sided test of the top-1 gain, as the best of every fully
+    trained trial at no more MACs (`best_of_test`) and with Holm's correction over every preset compared, is
+    significant at ALPHA; "within noise of" when it is not; "noise not measured" without a calibration or
+    seeds. `noise_margin` is the gain that was needed (at the preset's Holm step)."""
     noise = single_score_noise(calibration)
     front = pareto_frame(study, calibration)
     on_front = set(front["number"])
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    compared = []  # (preset, its trial, best front point, gain, GMACs change, noise of the difference, in words, chosen among)
     rows = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in complete:
         name = t.user_attrs.get(R.PRESET)
         if not name or R.DUPLICATE_OF in t.user_attrs or t.number in on_front:
             continue
         preset = _row(t, noise)
-        better = front[(front[R.PROXY_TOP1] >= preset[R.PROXY_TOP1]) & (front[R.MACS] <= preset[R.MACS])]
-        if better.empty:
+        cheaper = front[front[R.MACS] <= preset[R.MACS]]
+        if cheaper.empty:
             continue
-        best = better.sort_values([R.PROXY_TOP1, R.MACS], ascending=[False, True]).iloc[0]
+        best = cheaper.sort_values([R.PROXY_TOP1, R.MACS], ascending=[False, True]).iloc[0]
         gain, change = best[R.PROXY_TOP1] - preset[R.PROXY_TOP1], (best[R.MACS] - preset[R.MACS]) / 1e9
         ses = (best[R.PROXY_TOP1_SE], preset[R.PROXY_TOP1_SE])
         measured = all(se is not None and not pd.isna(se) for se in ses)
-        margin = NOISE_MARGIN * math.hypot(*ses) if measured else None
-        number = int(best["number"])
-        if margin is None:
-            verdict = "noise not measured"
+        if measured:  # every preset with a measured difference is one of Holm's tests, shown or not
+            compared.append((name, t.number, best, gain, change, *difference_noise(*ses), _candidates(complete, preset[R.MACS], t.number)))
+        elif gain >= 0:
+            number = int(best["number"])
             text = f"trial {number} scores {gain:+.1f} top-1 over {name} at {change:+.2f} GMACs (noise not measured: nas calibrate)"
-        elif gain > margin:
-            verdict = "beats"
-            text = f"trial {number} beats {name}: {gain:+.1f} top-1 (> {margin:.1f}, twice the noise) at {change:+.2f} GMACs"
+            rows.append(
+                {"preset": name, "preset_trial": t.number, "front_trial": number, "verdict": "noise not measured",
+                 "top1_gain": round(gain, 2), "noise_margin": None, "gmacs_change": round(change, 3), "text": text}
+            )
+    tests = [best_of_test(gain, sd, among) for _, _, _, gain, _, sd, _, among in compared]
+    adjusted, levels = holm([p for _, p in tests])
+    for (name, number_p, best, gain, change, sd, words, among), (p_single, p_selection), p, level in zip(compared, tests, adjusted, levels):
+        if gain < 0:
+            continue  # no front point at no more MACs scores higher: nothing to say (still one of Holm's tests)
+        number, margin = int(best["number"]), needed_gain(sd, among, level)
+        stopped = ", and Holm's procedure stopped at a preset with stronger evidence" if p >= ALPHA and gain > margin else ""
+        why = (f"needed {margin:+.1f}{stopped}: the difference's noise {words}, for the best of {among} trials and "
+               f"{len(compared)} presets compared; {'p < 0.001' if p < 0.001 else f'p {p:.3f}'}")
+        if p < ALPHA:
+            verdict, text = "beats", f"trial {number} beats {name}: {gain:+.1f} top-1 at {change:+.2f} GMACs ({why})"
         else:
-            verdict = "within noise of"
-            text = f"trial {number} is within noise of {name}: {gain:+.1f} top-1 (noise margin {margin:.1f}) at {change:+.2f} GMACs"
+            verdict, text = "within noise of", f"trial {number} is within noise of {name}: {gain:+.1f} top-1 at {change:+.2f} GMACs ({why})"
         rows.append(
             {
-                "preset": name, "preset_trial": t.number, "front_trial": number, "verdict": verdict,
-                "top1_gain": round(gain, 2), "noise_margin": None if margin is None else round(margin, 2),
-                "gmacs_change": round(change, 3), "text": text,
+                "preset": name, "preset_trial": number_p, "front_trial": number, "verdict": verdict,
+                "top1_gain": round(gain, 2), "noise_margin": round(margin, 2), "gmacs_change": round(change, 3), "text": text,
+                "noise_of_difference": round(sd, 2), "chosen_among": among, "presets_compared": len(compared),
+                "p_single": p_single, "p_selection": p_selection, "p_value": p,
             }
         )
-    return rows
+    return sorted(rows, key=lambda r: r["preset_trial"])
 
+
+def confirmed_text(point: dict | None) -> str:
+    """A front point's confirmation (`nas confirm`'s entry for it) in a table cell."""
+    if not point:
+        return "-"
+    if point.get("verdict") == "noise unknown":
+        return "no: noise unknown"
+    if point.get("beaten_by"):
+        return f"no: beaten by {', '.join(point['beaten_by'])}"
+    return "yes" if point.get("confirmed") else "no"

@@ -19,8 +19,8 @@ from searchspace import NasError, format_macs, format_params
 from trials import record as R
 
 from .figures import hypervolume_figure, pareto_figure
-from .calibration import calibration_for, summary_line
-from .front import dominance_report, pareto_frame
+from .calibration import calibration_for, find_calibration, summary_line
+from .front import ALPHA, confirmed_text, dominance_report, pareto_frame
 
 TEMPLATES = Path(__file__).parent / "templates"
 PNG_SIZE = (1600, 700)
@@ -67,7 +67,7 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         raise NasError(f"study {study.study_name!r} has no finished trial yet: nothing to report")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-    calibration = calibration_for(study)
+    calibration, missing = find_calibration(study)
     confirmation = study.user_attrs.get(R.STUDY_CONFIRMATION) or {}
     front = pareto_frame(study, calibration)
     budget = study.user_attrs.get(R.STUDY_BUDGET)
@@ -79,7 +79,7 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
         recipe=study.user_attrs.get(R.STUDY_RECIPE, {}),
         counts=counts(study),
         created=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        calibration=summary_line(calibration),
+        calibration=summary_line(calibration, missing),
         confirmation=confirmation,
         pareto_html=pareto_figure(study, calibration).to_html(full_html=False, include_plotlyjs=True),
         hypervolume_html=hypervolume_figure(study).to_html(full_html=False, include_plotlyjs=False),
@@ -88,11 +88,12 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
                 "trial": int(r["number"]), "id": r[R.SPEC_ID], "preset": r[R.PRESET] if isinstance(r[R.PRESET], str) else "",
                 "macs": format_macs(r[R.MACS]), "params": format_params(r[R.PARAMS]), "top1": f"{r[R.PROXY_TOP1]:.1f}",
                 "se": "" if pd.isna(r[R.PROXY_TOP1_SE]) else f"{r[R.PROXY_TOP1_SE]:.1f}",
-                "confirmed": {True: "yes", False: "no"}.get(confirmation.get("points", {}).get(str(int(r["number"])), {}).get("confirmed"), "-"),
+                "confirmed": confirmed_text(confirmation.get("points", {}).get(str(int(r["number"])))),
             }
             for _, r in front.iterrows()
         ],
         dominance=dominance_report(study, calibration),
+        alpha=ALPHA,
         buckets=best_per_bucket(study),
     )
 

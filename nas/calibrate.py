@@ -19,13 +19,14 @@ import numpy as np
 import optuna
 
 from dashboards import calibration as cal
-from searchspace import ArchSpec, NasError, count, load_space, preset, preset_names
+from searchspace import ArchSpec, NasError, SearchSpace, count, format_budget, load_space, preset, preset_names
 from searchspace.collapse import collapsed_axes
+from searchspace.geometry import digest
 from trials import ProxyRecipe, data_name
 from trials import record as R
 
 from .search import SearchOptions, run_search
-from .study import DEFAULT_STORAGE, load_study
+from .study import DEFAULT_STORAGE, load_study, space_digest
 
 ATTENTION_LIKE = ("attention", "hadamard")  # dynamic weights computed from queries and keys
 FAMILIES = ("convolution-like", "attention", "hybrid")
@@ -83,8 +84,20 @@ class CalibrateOptions:
     artifact_dir: str = "nas-artifacts"
 
 
-def run_name(space: str, data: str, role: str, recipe: ProxyRecipe) -> str:
-    return f"calibrate-{space}-{data}-{role}-{R.recipe_key(recipe, data)}-seed{recipe.seed}"
+def run_key(space: SearchSpace, recipe: ProxyRecipe, data: str, panel: list[ArchSpec] | None = None) -> str:
+    """What a run measures, as a digest: the space file (by content), the recipe and data, and the panel when
+    it is fixed in advance. Every attribute a resumed study is checked against is in it (with the budget and
+    seed, in the name), so a run is resumed only to measure the same thing again, never refused."""
+    key = {"space": space_digest(space), "recipe": R.recipe_key(recipe, data)}
+    if panel is not None:
+        key["panel"] = sorted(s.id for s in panel)
+    return digest(key)
+
+
+def run_name(space: SearchSpace, budget: int, data: str, role: str, recipe: ProxyRecipe, panel: list[ArchSpec]) -> str:
+    """A calibration run's study: another --budget, --points, space file or recipe is another run (a resumed
+    one would mix two panels, or be refused); the same options find the same run, so nothing trains twice."""
+    return f"calibrate-{space.name}-{format_budget(budget)}-{data}-{role}-{run_key(space, recipe, data, panel)}-seed{recipe.seed}"
 
 
 def train_panel(opts, panel: list[ArchSpec], role: str, recipe: ProxyRecipe, name: str, console) -> optuna.Study:
@@ -119,7 +132,7 @@ def calibrate(opts: CalibrateOptions, console=None) -> dict:
         for i in range(seeds):
             run = replace(recipe, seed=opts.seed + i, seeds=1)
             say(f"\n{role} recipe, seed {run.seed}")
-            runs.append(train_panel(opts, panel, role, run, run_name(space.name, data, role, run), console))
+            runs.append(train_panel(opts, panel, role, run, run_name(space, opts.budget, data, role, run, panel), console))
     frame = cal.runs_frame(runs)
     collapsed = collapsed_axes(space, opts.proxy.resolution, opts.proxy.stem_stride, opts.proxy.windows)
     figures = cal.figures(frame, collapsed)
@@ -127,6 +140,8 @@ def calibrate(opts: CalibrateOptions, console=None) -> dict:
     figures["reference_recipe"] = opts.reference.key
     figures["data"] = data
     figures["space"] = space.source
+    figures["space_sha256"] = space_digest(space)  # with the budget: where the calibration holds (calibration_for)
+    figures["budget"] = opts.budget
     figures["panel"] = [
         {"id": s.id, "preset": s.name if s.name in preset_names() else None, "family": family(s), "macs": count(s).macs}
         for s in panel
@@ -157,9 +172,10 @@ class ConfirmOptions:
 
 def confirm(opts: ConfirmOptions, console=None) -> dict:
     """Re-train a search's front and the in-budget presets by `opts.recipe` with `opts.seeds` seeds (each seed a
-    study of its own, beside the search); a front point is confirmed when no point of that panel with no more
-    MACs beats it there by more than twice the noise. The result is stored on the search study."""
-    from dashboards.front import NOISE_MARGIN, pareto_frame
+    study of its own, beside the search, resumed by the next confirm: points trained for an earlier front are
+    not trained again, and only the current front and presets are judged); see `judge` for "confirmed". The
+    result is stored on the search study."""
+    from dashboards.front import pareto_frame
 
     if opts.seeds < 2:
         raise NasError("--reference-seeds must be 2 or more: confirming a difference needs its noise")
@@ -181,37 +197,63 @@ def confirm(opts: ConfirmOptions, console=None) -> dict:
         max_concurrent=opts.max_concurrent, max_memory_per_trial=opts.max_memory_per_trial,
         artifact_dir=opts.artifact_dir,
     )
+    space = load_space(opts_run.space)
     runs = []
     for i in range(opts.seeds):
         run = replace(opts.recipe, seed=opts.recipe.seed + i, seeds=1)
-        name = f"{search.study_name}-confirm-{R.recipe_key(run, data)}-seed{run.seed}"
+        name = f"{search.study_name}-confirm-{run_key(space, run, data)}-seed{run.seed}"
         study = train_panel(opts_run, list(panel.values()), "confirm", run, name, console)
         study.set_user_attr(R.STUDY_CONFIRMS, search.study_name)
         runs.append(study)
     scores = cal.runs_frame(runs).groupby("point").top1.agg(["mean", "std", "count"])
-    scores["se"] = scores["std"] / scores["count"] ** 0.5
-    macs = {i: count(s).macs for i, s in panel.items()}
+    scores = scores[scores.index.isin(list(panel))]  # the runs also hold the points of earlier fronts
+    scores["se"] = scores["std"] / scores["count"] ** 0.5  # NaN where one seed alone scored the point
     label = {i: s.name or i for i, s in panel.items()}
-    points = {}
-    for _, row in front.iterrows():
-        me = row[R.SPEC_ID]
-        if me not in scores.index:
-            continue
-        beaten_by = [
-            label[other] for other in scores.index
-            if other != me and macs[other] <= macs[me]
-            and scores["mean"][other] - scores["mean"][me] > NOISE_MARGIN * float(np.hypot(scores["se"][other], scores["se"][me]))
-        ]
-        points[str(int(row["number"]))] = {
-            "id": me, "top1": float(scores["mean"][me]), "se": float(scores["se"][me]),
-            "confirmed": not beaten_by, "beaten_by": beaten_by,
-        }
+    points = judge({str(int(r["number"])): r[R.SPEC_ID] for _, r in front.iterrows()}, scores, {i: count(s).macs for i, s in panel.items()}, label)
     result = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "recipe": opts.recipe.key, "recipe_text": opts.recipe.describe(), "seeds": opts.seeds,
-        "front": len(points), "confirmed": sum(p["confirmed"] for p in points.values()), "points": points,
-        "presets": {label[i]: {"top1": float(scores["mean"][i]), "se": float(scores["se"][i])} for i in scores.index if panel[i].name in preset_names()},
+        "front": len(points), "confirmed": sum(p["confirmed"] for p in points.values()),
+        "noise_unknown": sum(p["verdict"] == "noise unknown" for p in points.values()), "points": points,
+        "presets": {
+            label[i]: {"top1": float(scores["mean"][i]), "se": _known(scores["se"][i])}
+            for i in scores.index if panel[i].name in preset_names()
+        },
         "studies": [s.study_name for s in runs],
     }
     search.set_user_attr(R.STUDY_CONFIRMATION, result)
     return result
+
+
+def _known(value) -> float | None:
+    return None if value is None or np.isnan(value) else float(value)
+
+
+def judge(front: dict[str, str], scores, macs: dict[str, int], label: dict[str, str]) -> dict[str, dict]:
+    """Each front point (trial number -> id) at the higher fidelity: "beaten" when the best panel point with no
+    more MACs beats it by the test the dominance report's "beats" uses (dashboards.front: one-sided, as the best
+    of the points it was chosen among, Holm over the front points tested); "noise unknown" when its score has
+    no noise (one seed scored it, or none), or the best point above it has none: neither is confirmed; else
+    "confirmed". `scores`: mean, se per point id."""
+    from dashboards.front import ALPHA, best_of_test, holm
+
+    points, tested = {}, []
+    for number, me in front.items():
+        top1 = float(scores["mean"][me]) if me in scores.index else None
+        se = _known(scores["se"][me]) if me in scores.index else None
+        points[number] = {"id": me, "top1": top1, "se": se, "confirmed": True, "verdict": "confirmed", "beaten_by": []}
+        others = [o for o in scores.index if o != me and macs[o] <= macs[me]]
+        best = max(others, key=lambda o: scores["mean"][o]) if others else None
+        gain = scores["mean"][best] - top1 if best is not None and top1 is not None else None
+        best_se = _known(scores["se"][best]) if best is not None else None
+        if se is None or (gain is not None and gain > 0 and best_se is None):
+            points[number].update(confirmed=False, verdict="noise unknown")
+        elif gain is not None and best_se is not None:
+            _, p_selection = best_of_test(gain, float(np.hypot(best_se, se)), len(others))
+            tested.append((number, best, p_selection, len(others)))
+    adjusted, _ = holm([p for _, _, p, _ in tested])
+    for (number, best, _, among), p in zip(tested, adjusted):
+        points[number].update(p_value=p, chosen_among=among)
+        if p < ALPHA:
+            points[number].update(confirmed=False, verdict="beaten", beaten_by=[label[best]])
+    return points

@@ -297,8 +297,8 @@ def recipe_options(prefix: str, defaults: ProxyRecipe, quarter_held_out: bool = 
           if prefix == "proxy" else []),
         click.option(f"--{prefix}-epochs", default=defaults.epochs, show_default=True, type=click.IntRange(1)),
         click.option(f"--{prefix}-resolution", default=defaults.resolution, show_default=True, type=click.IntRange(8, 512)),
-        click.option(f"--{prefix}-stem-stride", type=click.Choice(["1", "2", "4"]), default=str(defaults.stem_stride) if prefix != "proxy" else None,
-                     help="Stage maps: input / stride, then halved per stage.  [default: the largest stride leaving the last map 2x2]"),
+        click.option(f"--{prefix}-stem-stride", type=click.Choice(["1", "2", "4"]), default=None,
+                     help=f"Stage maps: input / stride, then halved per stage.  [default: the largest stride leaving the last map 2x2, as --{prefix}-resolution asks]"),
         click.option(f"--{prefix}-windows", default=defaults.windows, show_default=True, type=click.Choice(list(WINDOW_RULES)),
                      help="clamp: windows keep their size on the small maps; keep: they shrink so every stage keeps its full-size number of windows."),
         click.option(f"--{prefix}-width", default=defaults.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier."),
@@ -350,7 +350,7 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
 @storage_option
 @click.option("--study-name", help="Study to create or resume.  [default: SPACE-BUDGET-DATA]")
 @click.option("--trials", default=24, show_default=True, type=click.IntRange(1), help="Trials to train in this run.")
-@click.option("--time-limit", callback=_duration, help="Stop after this long (90s, 10m, 2h); running trials end as pruned.")
+@click.option("--time-limit", callback=_duration, help="Stop after this long (90s, 10m, 2h); trials still training are cut (failed, marked cut_by_time_limit) and their points queued for the next run.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sampler, the data subset and the training.")
 @click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "nsga2", "random", "gp"]))
 @click.option(

@@ -65,7 +65,7 @@ class SearchProgress(Callback):
         for event in t.events[self._shown :]:
             self.bar.console.print(self._describe(event), markup=False)
         self._shown = len(t.events)
-        done = t.complete + t.pruned + t.failed
+        done = t.complete + t.pruned + t.failed + t.cut
         extra = f" | {not_trained(t)}" if t.not_trained else ""
         self.bar.update(
             self.task,
@@ -81,5 +81,7 @@ class SearchProgress(Callback):
             return f"trial {number}: {top1:.1f}% top-1 at {format_macs(macs)} MACs (front: {front} point{'s' * (front != 1)})"
         if what == "pruned":
             return f"trial {number}: stopped early after {rest[0]:g} epoch(s)"
+        if what == "cut":
+            return f"trial {number}: cut by the time limit after {rest[0]:g} epoch(s); its point is queued for the next run"
         return f"trial {number}: failed: {rest[0]}"
 

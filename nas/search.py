@@ -19,7 +19,7 @@ from pathlib import Path
 
 import optuna
 
-from dashboards.calibration import calibration_for, summary_line
+from dashboards.calibration import find_calibration, summary_line
 from searchspace import NasError, SearchSpace, count, format_budget, format_macs, load_space, preset, preset_names
 from searchspace.collapse import collapsed_axes
 from trials import ProxyRecipe, data_name, load_proxy_data
@@ -109,7 +109,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
         blind = [c for c in collapsed_axes(space, r.resolution, r.stem_stride, r.windows) if not c["also_at_full_size"]]
         if blind:
             say(f"at these stage maps {len(blind)} choices of the space change nothing the proxy can see (nas calibrate lists them)")
-        say(summary_line(calibration_for(study)))
+        say(summary_line(*find_calibration(study)))
     if opts.baselines:
         say(f"baselines first: {', '.join(s.label for s in baselines[len(opts.queue):])}")
     return Prepared(space, study, sampler, resumed, stale, baselines, data)
@@ -227,7 +227,10 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     try:
         heartbeat.start()
         with progress:
+            fit_started = time.perf_counter()
             tuner.fit()
+            if opts.time_limit is not None and time.perf_counter() - fit_started >= opts.time_limit:
+                searcher.cut_unfinished()  # Ray stopped them at the time limit without a word to the searcher
     finally:
         heartbeat.stop()
         searcher.fail_unfinished("interrupted: the search stopped before the trial finished")

@@ -43,6 +43,7 @@ class Tally:
     complete: int = 0
     pruned: int = 0
     failed: int = 0
+    cut: int = 0  # cut by the time limit (stored as FAIL, their points queued again)
     over_budget: int = 0  # draws over the budget (never stored)
     repeats: int = 0  # draws of a point the study has trained or is training (never stored)
     twins: int = 0  # draws whose proxy network was trained under another spec (answered, never stored)
@@ -52,7 +53,7 @@ class Tally:
 
     @property
     def running(self) -> int:
-        return self.started - self.complete - self.pruned - self.failed
+        return self.started - self.complete - self.pruned - self.failed - self.cut
 
     @property
     def not_trained(self) -> int:
@@ -172,8 +173,8 @@ class StudySearcher(Searcher):
                 self.tally.complete += 1
                 self.tally.events.append((trial.number, "complete", result["proxy_top1"], macs))
             else:
-                run = _epochs_run(result)
-                why = "stopped early (scheduler or time limit)" if run else "stopped before its first epoch"
+                run = _epochs_run(result)  # a trial the scheduler stopped: the time limit's cuts never come here
+                why = "stopped early by the scheduler" if run else "stopped before its first epoch"
                 trial.set_user_attr(R.FAIL_REASON, f"{why} (after {run} of {self.recipe.epochs} epochs)")
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.tally.pruned += 1
@@ -200,6 +201,28 @@ class StudySearcher(Searcher):
     def fail_unfinished(self, reason: str) -> None:
         for trial_id in list(self._live):
             self.fail(trial_id, reason)
+
+    def cut_unfinished(self) -> None:
+        """The time limit ran out with these trials in training (Ray stops them without telling the searcher).
+        A cut trial measured nothing about its point: it is stored as FAIL, marked CUT_BY_TIME_LIMIT, with the
+        epochs it ran and its last scores, and its point is queued again, so the next run on the study trains
+        it first (a trial the scheduler stopped is PRUNED: a decision about its point, final)."""
+        for trial_id, trial in list(self._live.items()):
+            with _unless_finished_elsewhere(self, trial_id, trial), self._lock:
+                self._live.pop(trial_id)
+                result = self._last.get(trial_id, {})
+                self._record_metrics(trial, result, self._curves.pop(trial_id, []))
+                run = _epochs_run(result)
+                trial.set_user_attr(R.CUT_BY_TIME_LIMIT, True)
+                trial.set_user_attr(
+                    R.FAIL_REASON, f"cut by the time limit after {run:g} of {self.recipe.epochs} epochs: not a measurement of its point, which is queued again"
+                )
+                spec = R.spec_of(trial)
+                self.study.tell(trial, state=TrialState.FAIL)
+                self.tally.cut += 1
+                if spec is not None:
+                    self._enqueue([spec])
+                self.tally.events.append((trial.number, "cut", run))
 
     # --- the study's side -------------------------------------------------------------------------------
     def _next_point(self) -> tuple[optuna.Trial | None, ArchSpec | None]:

@@ -208,9 +208,11 @@ def open_search_study(
 
 def settles(t: optuna.trial.FrozenTrial) -> bool:
     """Whether a stored trial settles its point, so that it is never queued again: trained (COMPLETE, or
-    PRUNED after training), in training, or failed in its own training (diverged, out of memory: a retry
-    fails the same way). A point whose trial was interrupted (a stopped search) or not trained (a
-    collision) is queued again."""
+    PRUNED after training: the scheduler stopped it), in training, or failed in its own training (diverged,
+    out of memory: a retry fails the same way). A point whose trial was interrupted (a stopped search), cut
+    by the time limit or not trained (a collision) is queued again."""
+    if t.user_attrs.get(R.CUT_BY_TIME_LIMIT):
+        return False
     if t.state in (TrialState.COMPLETE, TrialState.RUNNING):
         return True
     if t.state == TrialState.PRUNED:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dashboards.calibration import calibration_for, summary_line
-from dashboards.front import dominance_report, pareto_frame
+from dashboards.calibration import find_calibration, summary_line
+from dashboards.front import ALPHA, confirmed_text, dominance_report, pareto_frame
 from searchspace import format_macs, format_params
 from trials import record as R
 
@@ -22,7 +22,7 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
     in_study = len(study.get_trials(deepcopy=False))
     t = summary["tally"]
     counts = {
-        "complete": t.complete, "pruned": t.pruned, "failed": t.failed,
+        "complete": t.complete, "pruned": t.pruned, "failed": t.failed, "cut_by_time_limit": t.cut,
         "draws_over_budget": t.over_budget, "draws_repeated": t.repeats, "draws_proxy_twins": t.twins,
         "draws_collided": t.collisions,
     }
@@ -34,7 +34,9 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
             }
         )
     out.print(
-        f"\n{t.complete} complete, {t.pruned} pruned, {t.failed} failed this run"
+        f"\n{t.complete} complete, {t.pruned} pruned, {t.failed} failed"
+        + (f", {t.cut} cut by the time limit (queued for the next run)" if t.cut else "")
+        + " this run"
         + (f"; {not_trained(t)}" if t.not_trained else "")
         + f"; {in_study} trials in the study; {summary['seconds'] / 60:.1f} min"
     )
@@ -54,15 +56,16 @@ class Results:
     calibration: dict | None
     confirmation: dict | None
     dominance: list[dict]
+    uncalibrated: str | None = None  # what the study is not calibrated for, without a calibration
 
     @classmethod
     def of(cls, study) -> "Results":
-        calibration = calibration_for(study)
+        calibration, missing = find_calibration(study)
         front = pareto_frame(study, calibration)
         confirmation = study.user_attrs.get(R.STUDY_CONFIRMATION)
         if confirmation:
             front["confirmed"] = [confirmation["points"].get(str(n), {}).get("confirmed") for n in front["number"]]
-        return cls(front, calibration, confirmation, dominance_report(study, calibration))
+        return cls(front, calibration, confirmation, dominance_report(study, calibration), missing)
 
     def as_json(self) -> dict:
         return {
@@ -80,27 +83,27 @@ class Results:
             [
                 (r["number"], r[R.SPEC_ID], r[R.PRESET] if isinstance(r[R.PRESET], str) else "", format_macs(r[R.MACS]),
                  format_params(r[R.PARAMS]), _score(r[R.PROXY_TOP1], r[R.PROXY_TOP1_SE]))
-                + ((_confirmed(r.get("confirmed")),) if self.confirmation else ())
+                + ((confirmed_text(self.confirmation["points"].get(str(r["number"]))),) if self.confirmation else ())
                 for _, r in front.iterrows()
             ],
             right=["trial", "MACs", "params", "proxy top-1"],
         )
-        out.print(summary_line(self.calibration), markup=False)
+        out.print(summary_line(self.calibration, self.uncalibrated), markup=False)
         if self.confirmation:
             c = self.confirmation
-            out.print(f"confirmed at {c['recipe_text']} with {c['seeds']} seeds: {c['confirmed']} of {c['front']} front points", markup=False)
+            unknown = f"; {c['noise_unknown']} noise unknown (a seed did not score them)" if c.get("noise_unknown") else ""
+            out.print(f"confirmed at {c['recipe_text']} with {c['seeds']} seeds: {c['confirmed']} of {c['front']} front points{unknown}", markup=False)
         if self.dominance:
-            out.print("\nthe front against the seed networks (\"beats\" only beyond twice the noise):")
+            out.print(
+                f"\nthe front against the seed networks (\"beats\": a one-sided test at {ALPHA:g} of the gain of the best trial at "
+                "no more MACs, chosen among all of them, corrected for every preset compared):"
+            )
             for d in self.dominance:
                 out.print(f"  {d['text']}", markup=False)
 
 
 def _score(top1: float, se) -> str:
     return f"{top1:.1f}%" if se is None or pd.isna(se) else f"{top1:.1f} ± {se:.1f}%"
-
-
-def _confirmed(value) -> str:
-    return "yes" if value is True else "no" if value is False else "-"
 
 
 def not_trained(tally) -> str:

@@ -112,3 +112,140 @@ def test_calibrating_a_tiny_panel_stores_every_run_and_its_figures_reach_search_
     assert confirmation["seeds"] == 2 and confirmation["front"] >= 1
     pareto = json.loads(nas("pareto", "--study", "tiny-4.5G-fashion-mnist", "--json", cwd=tmp_path).stdout)
     assert all(p["confirmed"] in (True, False) for p in pareto["front"]) and pareto["confirmation"]["studies"]
+
+
+# --- calibrate and confirm without Ray: each run trained by a stand-in for nas.calibrate.train_panel ------------
+def score_of(spec_id: str, seed: int) -> float:
+    """A made-up top-1 per point and seed: the point's level plus a seed's noise of a point or two."""
+    return 50.0 + int(spec_id[:6], 16) % 40 + (int(spec_id[-4:], 16) + 7 * seed) % 3
+
+
+def trained_by(score=score_of, fails=()):
+    """What train_panel does, without Ray: the run's study created or resumed as a search would (the real
+    searcher, queue and checks), every point it queues trained to `score(id, seed)`; (id, seed) in `fails` fail."""
+    from ray.tune.search import Searcher
+
+    from nas.searcher import StudySearcher
+    from nas.study import open_search_study, open_storage
+    from trials import data_name
+
+    def train_panel(opts, panel, role, recipe, name, console):
+        space = load_space(opts.space)
+        study, _ = open_search_study(open_storage(opts.storage), name, space, opts.budget, data_name(opts.data), recipe, role)
+        searcher = StudySearcher(study, space, opts.budget, recipe, len(panel), panel, draws=False)
+        for i in range(len(panel)):
+            config = searcher.suggest(f"t{i}")
+            if config == Searcher.FINISHED:
+                break
+            if (config["spec_id"], recipe.seed) in fails:
+                searcher.fail(f"t{i}", "out of memory: the trial's process needed more than it may allocate")
+            else:
+                result = {"epoch": recipe.epochs, "proxy_top1": score(config["spec_id"], recipe.seed), "train_seconds": 1.0, "train_loss_sum": 1.0}
+                searcher.on_trial_complete(f"t{i}", result)
+        return study
+
+    return train_panel
+
+
+def confirm_options(url, **kwargs):
+    from nas.calibrate import ConfirmOptions
+
+    return ConfirmOptions(study="tiny-4.5G-fashion-mnist", storage=url, recipe=ProxyRecipe(epochs=1, seed=0), presets=False, **kwargs)
+
+
+def take_the_front(url, study):
+    """A new point of the search, cheaper and better than every point of its front: the front is now that point."""
+    from nas.searcher import StudySearcher
+
+    space = load_space("tiny")
+    recipe = R.stored_recipe(study)
+    cheapest, _ = space.cheapest()
+    assert cheapest.id not in {t.user_attrs.get(R.SPEC_ID) for t in study.trials}
+    searcher = StudySearcher(study, space, study.user_attrs[R.STUDY_BUDGET], recipe, 1, [cheapest], draws=False)
+    config = searcher.suggest("new")
+    searcher.on_trial_complete("new", {"epoch": recipe.epochs, "proxy_top1": 99.0, "train_seconds": 1.0})
+    return config["trial_number"]
+
+
+def test_confirm_run_again_after_the_front_moved_confirms_the_current_front(results_study, monkeypatch):
+    from dashboards.front import pareto_frame
+    from nas.calibrate import confirm
+
+    url, study = results_study
+    monkeypatch.setattr("nas.calibrate.train_panel", trained_by())
+    first = confirm(confirm_options(url))
+    assert set(first["points"]) == {str(n) for n in pareto_frame(study)["number"]}
+    newest = take_the_front(url, study)
+    second = confirm(confirm_options(url))  # resumes the same confirm studies, which hold the old front's points
+    assert set(second["points"]) == {str(newest)} and second["front"] == 1
+    assert second["studies"] == first["studies"]
+
+
+def test_a_front_point_whose_noise_is_unknown_is_not_confirmed(results_study, monkeypatch):
+    from dashboards.front import pareto_frame
+    from nas.calibrate import confirm
+
+    url, study = results_study
+    front = pareto_frame(study)
+    lost = front[R.SPEC_ID].iloc[0]  # its second seed fails: one score, no noise
+    monkeypatch.setattr("nas.calibrate.train_panel", trained_by(fails={(lost, 1)}))
+    result = confirm(confirm_options(url))
+    point = result["points"][str(int(front["number"].iloc[0]))]
+    assert point["confirmed"] is False and point["verdict"] == "noise unknown" and point["se"] is None
+    assert result["noise_unknown"] == 1 and result["confirmed"] <= result["front"] - 1
+
+    from click.testing import CliRunner
+
+    from nas.cli import main
+
+    table = CliRunner().invoke(main, ["pareto", "--storage", url, "--study", study.study_name], catch_exceptions=False).output
+    assert "no: noise unknown" in table and "1 noise unknown" in table
+    rows = json.loads(CliRunner().invoke(main, ["pareto", "--storage", url, "--study", study.study_name, "--json"], catch_exceptions=False).output)["front"]
+    assert [r["confirmed"] for r in rows if r["spec_id"] == lost] == [False]
+
+
+def calibrate_options(url, budget="4.5G", points=4):
+    from nas.calibrate import CalibrateOptions
+    from searchspace import parse_macs
+
+    return CalibrateOptions(
+        budget=parse_macs(budget), space="tiny", storage=url, points=points, presets=False,
+        proxy=ProxyRecipe(epochs=1), reference=ProxyRecipe(epochs=2),
+    )
+
+
+def test_calibrating_again_at_another_budget_or_panel_measures_that_panel_in_runs_of_its_own(tmp_path, monkeypatch):
+    from nas.calibrate import calibrate
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    monkeypatch.setattr("nas.calibrate.train_panel", trained_by())
+    monkeypatch.setattr("dashboards.calibration.BOOTSTRAP", 50)  # the intervals are not what this test checks
+    first = calibrate(calibrate_options(url, points=4))
+    assert first["points"] == 4 and first["budget"] == 4_500_000_000
+    fewer = calibrate(calibrate_options(url, points=3))  # another panel: never mixed with the first one's points
+    assert fewer["points"] == 3 and not set(fewer["studies"]) & set(first["studies"])
+    cheaper = calibrate(calibrate_options(url, budget="2G", points=4))  # another budget: not a refusal
+    assert cheaper["points"] == 4 and cheaper["budget"] == 2_000_000_000 and not set(cheaper["studies"]) & set(first["studies"])
+    again = calibrate(calibrate_options(url, points=4))  # the same measurement again: the same runs, nothing retrained
+    assert again["studies"] == first["studies"]
+    assert all(len(optuna.load_study(study_name=n, storage=url).trials) == 4 for n in first["studies"])
+
+
+def test_the_reference_stem_stride_adapts_to_the_reference_resolution_as_the_proxys_does(monkeypatch):
+    from click.testing import CliRunner
+
+    from dashboards.calibration import shipped_calibrations
+    from nas.cli import main
+
+    seen = []
+    monkeypatch.setattr("nas.calibrate.calibrate", lambda opts, console=None: seen.append(opts) or {})
+    monkeypatch.setattr("nas.calibrate.confirm", lambda opts, console=None: seen.append(opts) or {})
+    for args in (["calibrate", "--reference-resolution", "112"], ["confirm", "--reference-resolution", "112"], ["calibrate"]):
+        result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    at_112 = [seen[0].reference, seen[1].recipe]
+    assert all(r.stem_stride == 4 and "maps 28/14/7/4" in r.describe() for r in at_112)  # as at 224: 56/28/14/7 at a quarter
+    default = seen[2]
+    # the default recipes are the ones the shipped calibrations measured (their runs' keys are unchanged)
+    assert all(c["reference_recipe"] == default.reference.key for c in shipped_calibrations())
+    assert any(c["proxy_recipe"] == default.proxy.key for c in shipped_calibrations())

@@ -109,6 +109,19 @@ def test_a_scheduler_that_stops_trials_early_leaves_them_pruned_and_off_the_fron
     assert {p["number"] for p in summary["front"]} <= {t.number for t in complete}
 
 
+def test_a_trial_cut_by_the_time_limit_is_recorded_as_cut_and_its_point_waits_for_the_next_run(tmp_path):
+    long = ["--space", "tiny", "--subset", "6000", "--proxy-epochs", "20", "--seed", "0", "--scheduler", "none"]
+    run = nas("search", "--budget", "4.5G", *long, "--trials", "1", "--time-limit", "20s", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert summary["this_run"]["cut_by_time_limit"] == 1 and summary["this_run"]["pruned"] == 0
+    study = study_in(tmp_path, summary["study"])
+    (cut,) = study.get_trials(states=(TrialState.FAIL,))
+    assert cut.user_attrs[R.CUT_BY_TIME_LIMIT] is True and cut.user_attrs[R.FAIL_REASON].startswith("cut by the time limit after ")
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))  # the next run on the study trains it first
+    assert queued.user_attrs[R.SPEC_ID] == cut.user_attrs[R.SPEC_ID]
+
+
 def test_a_search_joins_a_running_ray_cluster_by_address(tmp_path):
     port = free_port()
     temp = Path("/tmp") / f"rayt{os.getpid()}"  # Ray's socket paths must stay short

@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from nas.searcher import StudySearcher
-from nas.study import make_sampler
+from nas.study import make_sampler, settles
 from searchspace import count, load_space, parse_macs, preset
 from trials import ProxyRecipe
 from trials import record as R
@@ -73,7 +73,30 @@ def test_a_trial_stopped_half_way_through_an_epoch_records_the_half_epoch(study)
     s.on_trial_complete("t1", {**full_result(top1=40.0, epoch=0), "progress": 0.5})  # stopped at the first rung
     (trial,) = study.trials
     assert trial.state == TrialState.PRUNED and trial.user_attrs[R.EPOCHS] == 0.5
-    assert trial.user_attrs[R.FAIL_REASON] == "stopped early (scheduler or time limit) (after 0.5 of 2 epochs)"
+    assert trial.user_attrs[R.FAIL_REASON] == "stopped early by the scheduler (after 0.5 of 2 epochs)"
+
+
+def test_a_trial_cut_by_the_time_limit_is_no_measurement_and_the_next_run_trains_its_point_first(study):
+    s = searcher_for(study, epochs=3)
+    config = s.suggest("t1")
+    s.on_trial_result("t1", full_result(top1=60.0, epoch=1))
+    s.cut_unfinished()  # what nas search does when --time-limit runs out while t1 trains
+    cut = study.trials[config["trial_number"]]
+    assert cut.state == TrialState.FAIL and cut.user_attrs[R.CUT_BY_TIME_LIMIT] is True
+    assert cut.user_attrs[R.FAIL_REASON] == "cut by the time limit after 1 of 3 epochs: not a measurement of its point, which is queued again"
+    assert cut.user_attrs[R.EPOCHS] == 1 and not settles(cut) and s.tally.cut == 1 and s.tally.running == 0
+    resumed = searcher_for(study, epochs=3)
+    assert resumed.suggest("t2")["spec_id"] == config["spec_id"]  # the next run on the study trains it first
+
+
+def test_a_trial_the_scheduler_stopped_stays_final_when_the_search_resumes(study):
+    s = searcher_for(study, epochs=3, baselines=[preset("u_swin_micro")])
+    config = s.suggest("t1")
+    s.on_trial_complete("t1", full_result(top1=40.0, epoch=1))  # stopped by the scheduler at a rung
+    stopped = study.trials[config["trial_number"]]
+    assert stopped.state == TrialState.PRUNED and settles(stopped) and R.CUT_BY_TIME_LIMIT not in stopped.user_attrs
+    resumed = searcher_for(study, epochs=3, baselines=[preset("u_swin_micro")])
+    assert resumed.suggest("t2")["spec_id"] != preset("u_swin_micro").id  # not queued, not trained again
 
 
 def test_points_over_budget_are_never_stored_and_the_sampler_sees_them_as_infeasible(study):

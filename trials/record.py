@@ -37,6 +37,7 @@ FAIL_REASON = "fail_reason"  # why a trial failed, or why a point was not traine
 DUPLICATE_OF = "duplicate_of"  # a repeat answered from this trial number (stored before 0.2; views skip it)
 SEARCH_PROCESS = "search_process"  # host:pid of the `nas search` that drew the point
 RETRY_OF = "retry_of"  # the trial whose Ray node or worker died while training this point (it is retried once)
+CUT_BY_TIME_LIMIT = "cut_by_time_limit"  # True on a FAIL trial --time-limit stopped: no measurement, its point queued again
 CURVE = "curve"  # the learning curve: {key: [value at each evaluation]} for the keys below
 CURVE_KEYS = ("progress", "proxy_top1", "train_seconds")  # epochs trained, held-out top-1 (%), cumulative seconds
 
