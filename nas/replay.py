@@ -156,7 +156,7 @@ class Replay:
 
 def replay(
     table: Table, sampler: str = "tpe", scheduler: str = "pareto", seed: int = 0, workers: int = 2,
-    budget_seconds: float | None = None,
+    budget_seconds: float | None = None, trials: int | None = None,
 ) -> Replay:
     """Replay a search against `table`: the real StudySearcher (on an in-memory study) and scheduler, `workers`
     trials at a time on a simulated clock. A trial reports what the trainable reports under `scheduler`
@@ -166,6 +166,8 @@ def replay(
     unless it is stopped, and a stopped or finished trial is completed for both and its worker takes the
     next trial at once. The clock never counts the sampler's own time (measured apart), so the same seed
     gives the same trace. At the budget the running trials are stopped, as Ray's time budget does.
+    `trials` is what the sampler is sized for, as `nas search --trials` sizes it (TPE's random start,
+    NSGA-II's population); by default the full trainings the budget holds.
     A table made from a search (Table.of_search) holds the curves of its stopped points only as far as they
     ran: a replay that would train one further is not that search, and raises NasError."""
     space = table.load_space()
@@ -174,7 +176,7 @@ def replay(
     if table.evaluations_per_epoch % every:
         raise NasError(f"the table has {table.evaluations_per_epoch} evaluations an epoch; --scheduler {scheduler} needs {every}")
     study = optuna.create_study(directions=list(R.DIRECTIONS))
-    searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, table.full_trainings(budget_seconds, workers)), seed)
+    searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, trials or table.full_trainings(budget_seconds, workers)), seed)
     rungs = make_scheduler(scheduler, table.recipe.epochs)
     milestones = rungs_of(table.recipe.epochs)
     log, trace, complete, events = [], [(0.0, 0.0)], [], []
