@@ -3,14 +3,20 @@ and GP, each with the pareto (MO-ASHA), asha and no scheduler, replayed against 
 
 Prints, measured in this run (nas.replay: the real searcher, samplers and schedulers; training looked up):
 - per sampler x scheduler over --seeds seeds: hypervolume at a quarter, half and all of the budget, as
-  median [interquartile range], with the trials completed and pruned and the sampler's own seconds per
-  suggestion (real time, not on the simulated clock);
+  median [interquartile range], with the trials completed, stopped by the scheduler at each rung and
+  pruned (stopped, or cut by the budget) per replay and the sampler's own seconds per suggestion (real
+  time, not on the simulated clock);
 - a two-sided Mann-Whitney U test of the final hypervolume against random search with the same scheduler
-  and with no scheduler, Holm-corrected over all comparisons: a difference is called better or worse only
-  at corrected p < 0.05, otherwise "within the noise";
+  and with no scheduler, and of pareto against asha with the same sampler, Holm-corrected over all these
+  comparisons: a difference is called better or worse only at corrected p < 0.05, otherwise "within the
+  noise"; each with the ratio of the medians and its 95% bootstrap interval;
 - how far the replay's stand-in points lie from the sampler's draws (Gower distance, MACs ratio);
 - Spearman's rho of each zero-cost proxy, and of MACs and params alone, with the table's trained top-1;
-- a PNG of the median curves with their interquartile bands (Plotly through kaleido and Chromium).
+- a PNG of the median curves with their interquartile bands (Plotly through kaleido and Chromium);
+- last, the README's "Search quality" figures as Markdown, to paste.
+
+The hypervolume is dashboards.pareto's, the project's one: objectives normalised to the table front's box,
+up to the reference point printed with it.
 
 GP is left out unless named in --samplers: Optuna's GPSampler takes about 10 s per suggestion on the unified
 space (43-50 modelled dimensions, two objectives and the budget constraint; measured on 2 shared cores),
@@ -34,7 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nas.bench import DEFAULT_TABLE, REFERENCE, Table, spearman_table
+from dashboards.pareto import REFERENCE
+from nas.bench import DEFAULT_TABLE, Table, spearman_table
 
 FIDELITY_RUNS = Path(__file__).with_name("calibration-unified-fashion-mnist.csv.gz")
 
@@ -102,26 +109,30 @@ def ratio_interval(mine, theirs, resamples: int = 10000, seed: int = 0) -> tuple
 
 
 def compare(runs: list[dict], samplers) -> list[dict]:
-    """Final hypervolume of each strategy against random search with its scheduler and with none."""
+    """Final hypervolume of each strategy against random search with its scheduler and with none, and of the
+    pareto scheduler against asha with the same sampler."""
     from scipy.stats import mannwhitneyu
 
     final = {(r["sampler"], r["scheduler"]): [] for r in runs}
     for r in runs:
         final[(r["sampler"], r["scheduler"])].append(r["hypervolume"])
+    pairs = [
+        ((sampler, scheduler), baseline)
+        for sampler in samplers for scheduler in SCHEDULERS
+        for baseline in sorted({("random", scheduler), ("random", "none")} - {(sampler, scheduler)})
+    ] + [((sampler, "pareto"), (sampler, "asha")) for sampler in samplers]
     rows = []
-    for sampler in samplers:
-        for scheduler in SCHEDULERS:
-            for baseline in ({("random", scheduler), ("random", "none")} - {(sampler, scheduler)}):
-                if baseline not in final:
-                    continue
-                mine, theirs = final[(sampler, scheduler)], final[baseline]
-                test = mannwhitneyu(mine, theirs, alternative="two-sided")
-                rows.append({
-                    "strategy": f"{sampler}+{scheduler}", "against": f"{baseline[0]}+{baseline[1]}",
-                    "median_difference": float(np.median(mine) - np.median(theirs)),
-                    "median_ratio": float(np.median(mine) / np.median(theirs)), "ratio_ci": ratio_interval(mine, theirs),
-                    "u": float(test.statistic), "p": float(test.pvalue), "n": (len(mine), len(theirs)),
-                })
+    for strategy, baseline in pairs:
+        if strategy not in final or baseline not in final:
+            continue
+        mine, theirs = final[strategy], final[baseline]
+        test = mannwhitneyu(mine, theirs, alternative="two-sided")
+        rows.append({
+            "strategy": "+".join(strategy), "against": "+".join(baseline),
+            "median_difference": float(np.median(mine) - np.median(theirs)),
+            "median_ratio": float(np.median(mine) / np.median(theirs)), "ratio_ci": ratio_interval(mine, theirs),
+            "u": float(test.statistic), "p": float(test.pvalue), "n": (len(mine), len(theirs)),
+        })
     for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
         row["p_holm"] = adjusted
         if adjusted < 0.05:
@@ -204,6 +215,8 @@ def main():
                 "sampler": sampler, "scheduler": scheduler, "seeds": len(mine),
                 "hypervolume": {f"{share:g}": quartiles([hypervolume_at(r["trace"], share * budget) for r in mine]) for share in CHECKPOINTS},
                 "complete": quartiles([r["complete"] for r in mine]), "pruned": quartiles([r["pruned"] for r in mine]),
+                "stopped": quartiles([sum(r["stopped_per_rung"].values()) for r in mine]),
+                "stopped_per_rung": {rung: quartiles([r["stopped_per_rung"][rung] for r in mine]) for rung in mine[0]["stopped_per_rung"]},
                 "exhausted": sum(r["table_exhausted"] for r in mine),
                 "sampler_seconds_per_suggestion": sum(r["suggest_seconds"] for r in mine) / max(1, suggestions),
                 "stand_in_gower": float(np.median([g for r in mine for g, _ in r["fidelity"]] or [math.nan])),
@@ -231,6 +244,7 @@ def main():
     print_report(report, samplers)
     if args.only is None:
         print("\n" + "\n".join(fidelity["lines"]))
+    print_markdown(report, samplers)
 
 
 def fidelity_report(path: str) -> dict:
@@ -314,13 +328,14 @@ def print_report(r: dict, samplers) -> None:
           f"the table's whole front scores {r['table_front_hypervolume']:.3f}")
     print("\nhypervolume, median [interquartile range] over seeds, at a share of the budget:")
     header = f"{'sampler':8s} {'scheduler':9s} " + " ".join(f"{'at ' + format(s, '.0%'):>21s}" for s in CHECKPOINTS)
-    print(header + f" {'complete':>9s} {'pruned':>7s} {'s/suggest':>9s} {'stand-in':>16s}")
+    print(header + f" {'complete':>9s} {'stopped (at rungs)':>20s} {'pruned':>7s} {'s/suggest':>9s} {'stand-in':>16s}")
     for row in r["strategies"]:
         hv = " ".join(f"{_q(row['hypervolume'][format(s, 'g')]):>21s}" for s in CHECKPOINTS)
-        print(f"{row['sampler']:8s} {row['scheduler']:9s} {hv} {row['complete'][1]:9.0f} {row['pruned'][1]:7.0f} "
+        print(f"{row['sampler']:8s} {row['scheduler']:9s} {hv} {row['complete'][1]:9.1f} {_stops(row):>20s} {row['pruned'][1]:7.1f} "
               f"{row['sampler_seconds_per_suggestion']:9.2f} {'Gower ' + format(row['stand_in_gower'], '.2f') + ', MACs x' + format(row['stand_in_macs_ratio'], '.2f'):>16s}"
               + (f"  (table exhausted in {row['exhausted']} seeds)" if row["exhausted"] else ""))
-    print("\nfinal hypervolume against random search (two-sided Mann-Whitney U, Holm-corrected over these comparisons):")
+    print("(trials per replay, medians: complete; stopped by the scheduler, in all and at each rung in epochs; pruned: stopped or cut by the budget)")
+    print("\nfinal hypervolume against random search, and pareto against asha (two-sided Mann-Whitney U, Holm-corrected over these comparisons):")
     for c in r["comparisons"]:
         print(f"  {c['strategy']:15s} vs {c['against']:13s}: median {c['median_difference']:+.3f}, "
               f"ratio {c['median_ratio']:.2f}x [{c['ratio_ci'][0]:.2f}, {c['ratio_ci'][1]:.2f}], p {c['p']:.3f} "
@@ -335,6 +350,41 @@ def print_report(r: dict, samplers) -> None:
     if "gp" not in samplers:
         print("\nGP not in --samplers (about 10 s per suggestion on this space): add it for the full comparison")
     print(f"\ncurves: {r['png']}" if r["png"] else f"\nno PNG: {r['png_error']}")
+
+
+NAMES = {"random": "random", "tpe": "TPE", "nsga2": "NSGA-II", "gp": "GP"}
+
+
+def _stops(row: dict) -> str:
+    rungs = row["stopped_per_rung"]
+    return f"{row['stopped'][1]:.1f}" + (f" ({', '.join(f'{q[1]:.1f} at {rung}' for rung, q in rungs.items())})" if rungs else "")
+
+
+def print_markdown(r: dict, samplers) -> None:
+    """The README's "Search quality" figures, as Markdown to paste."""
+    rows = {(row["sampler"], row["scheduler"]): row for row in r["strategies"]}
+    comparisons = {(c["strategy"], c["against"]): c for c in r["comparisons"]}
+    print("\n--- Markdown for README \"Search quality\" ---")
+    print("| sampler | pareto (default) | asha | none |\n|---|---|---|---|")
+    for sampler in samplers:
+        cells = [_q(rows[(sampler, scheduler)]["hypervolume"]["1"]) for scheduler in SCHEDULERS]
+        if sampler == "tpe":
+            print(f"| **{NAMES[sampler]} (default)** | **{cells[0]}** | {cells[1]} | {cells[2]} |")
+        else:
+            print(f"| {NAMES[sampler]} | {' | '.join(cells)} |")
+    print("\nTrials per replay (median; stopped: by the scheduler, at each rung in epochs):")
+    for scheduler in SCHEDULERS:
+        print(f"- {scheduler}: " + "; ".join(
+            f"{NAMES[s]} {rows[(s, scheduler)]['complete'][1]:.1f} completed, {_stops(rows[(s, scheduler)])} stopped" for s in samplers))
+    for key in (("tpe+pareto", "random+none"), ("tpe+pareto", "random+pareto"), ("tpe+asha", "random+none"), ("tpe+pareto", "tpe+asha"),
+                ("random+pareto", "random+asha"), ("nsga2+pareto", "nsga2+asha")):
+        c = comparisons.get(key)
+        if c:
+            print(f"- {key[0]} vs {key[1]}: {c['median_ratio']:.2f}x [{c['ratio_ci'][0]:.2f}, {c['ratio_ci'][1]:.2f}], "
+                  f"p {c['p']:.3g}, Holm-corrected {c['p_holm']:.3g} over {len(r['comparisons'])} comparisons: {c['verdict']}")
+    f = r["front_stopped"]
+    print(f"- the table's {f['front_points']} front points stopped over {f['orders']} random arrival orders: "
+          f"MO-ASHA {f['pareto_mean']:.0%}, ASHA {f['asha_mean']:.0%}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The plots of a study, as Plotly figures: one place for the dashboard's saved figures and the report.
 
 Pareto front of proxy top-1 vs MACs (every trained trial faded behind it, presets marked and named,
-the budget as a line) and the hypervolume over trials (Optuna's own plot).
+the budget as a line) and the hypervolume over trials (dashboards.pareto's, with its reference point).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from trials import record as R
 
 from .front import pareto_frame
+from .pareto import REFERENCE, Box, feasible, front_trials, hypervolume_history
 
 GREY, ACCENT, PRESET = "rgba(120,120,120,0.35)", "#1f77b4", "#d62728"
 
@@ -75,12 +76,20 @@ def pareto_figure(study: optuna.Study, calibration: dict | None = None) -> go.Fi
 
 
 def hypervolume_figure(study: optuna.Study) -> go.Figure:
-    """Optuna's hypervolume history, reference point (0% top-1, the budget's MACs)."""
-    budget = study.user_attrs.get(R.STUDY_BUDGET)
-    if budget is None:
-        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        budget = max((t.values[1] for t in done), default=1.0)
-    fig = optuna.visualization.plot_hypervolume_history(study, reference_point=[0.0, float(budget)])
-    fig.update_traces(name="hypervolume")
-    fig.update_layout(title=f"{study.study_name}: hypervolume over trials (reference: 0% top-1, {budget / 1e9:g} GMACs)", template="plotly_white")
+    """The hypervolume of the front after each fully trained trial, in the study front's box (dashboards.pareto:
+    the one hypervolume `nas bench run` reports too), with its reference point in top-1 and MACs."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if feasible(t)]
+    front = front_trials(done, study.directions)
+    fig = go.Figure()
+    reference = "no fully trained trial yet"
+    if front:
+        box = Box.of([t.values for t in front], study.directions)
+        history = hypervolume_history([t.values for t in done], box)
+        fig.add_trace(go.Scatter(x=[t.number for t in done], y=history, mode="lines+markers", line={"shape": "hv"}, name="hypervolume"))
+        at = ", ".join(f"{name} {value:.4g}" for name, value in zip(R.OBJECTIVES, box.reference_point()))
+        reference = f"normalised to the front's box; reference point {REFERENCE:g} in each = {at}"
+    fig.update_layout(
+        title=f"{study.study_name}: hypervolume over trials ({reference})", xaxis_title="trial", yaxis_title="hypervolume",
+        template="plotly_white",
+    )
     return fig

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from dashboards.pareto import Box, as_losses, hypervolume, nondominated
 from searchspace import ArchSpec, NasError, SearchSpace, format_budget, format_macs, load_space
 from searchspace.space import SPACE_DIR
 from trials import ProxyRecipe, data_name, load_proxy_data, zero_cost_scores
@@ -32,9 +33,6 @@ FORMAT = "nas-bench-table/1"
 # `workers` need for that many full trainings of an average table point. Kept well below the table's
 # size: a budget that could train the whole table would end every strategy on the same front.
 DEFAULT_TRAININGS = SearchOptions.trials
-# The hypervolume's reference point, in objectives normalised to the table front's box (0: its best top-1
-# and least MACs, 1: its worst top-1 and most MACs): 10% beyond that front's nadir, so its ends count.
-REFERENCE = 1.1
 
 
 # --- building the table --------------------------------------------------------------------------------------
@@ -142,9 +140,21 @@ class TablePoint:
         return self.curve["proxy_top1"][-1]
 
     @property
+    def objectives(self) -> tuple[float, ...]:
+        """Its values of the study's objectives (R.OBJECTIVES, in R.DIRECTIONS)."""
+        return (self.top1, self.macs)
+
+    @property
     def seconds(self) -> float:
         """Training seconds: all of them, or until the failure's last evaluation."""
         return self.curve["train_seconds"][-1] if self.curve["train_seconds"] else 0.0
+
+    @property
+    def wall_seconds(self) -> float:
+        """What it cost a worker, as far as it ran: the wall-clock seconds of its last evaluation (tables built
+        before they were recorded: its training seconds)."""
+        clock = self.curve.get(R.WALL_SECONDS) or self.curve["train_seconds"]
+        return clock[-1] if clock else 0.0
 
 
 @dataclass
@@ -195,6 +205,16 @@ class Table:
             evaluations_per_epoch=EVALUATIONS_PER_EPOCH, study=study.study_name, points=points,
         )
 
+    @classmethod
+    def of_search(cls, study: optuna.Study, space: SearchSpace) -> Table:
+        """The points a search trained, in trial order, as a table to replay that search with (tests/test_bench.py
+        checks that the replay makes the search's decisions): a point its scheduler stopped keeps the curve it
+        ran, so a replay that trains it further raises (nas.replay)."""
+        trained = [t for t in study.get_trials(deepcopy=False) if settles(t) and t.state != TrialState.RUNNING]
+        table = cls.from_study(study, space, [R.spec_of(t) for t in trained])
+        stopped = {t.user_attrs[R.PROXY_ID] for t in trained if t.state == TrialState.PRUNED}
+        return replace(table, points=[replace(p, fail_reason=None) if p.proxy_id in stopped else p for p in table.points])
+
     def save(self, path: str | Path) -> int:
         """Write the table as gzipped JSON; returns its size in bytes."""
         document = asdict(replace(self, coordinates=None))
@@ -233,55 +253,41 @@ class Table:
     def point(self, spec_id: str) -> TablePoint:
         return next(p for p in self.points if p.id == spec_id)
 
-    def mean_training_seconds(self) -> float:
-        return float(np.mean([p.seconds for p in self.points if p.complete] or [1.0]))
+    def trained(self) -> list[TablePoint]:
+        """The points trained for every epoch (a table made from a search also holds points it stopped)."""
+        return [p for p in self.points if p.complete and p.curve["progress"] and p.curve["progress"][-1] >= self.recipe.epochs]
+
+    def mean_trial_seconds(self) -> float:
+        """The wall-clock seconds of a full training, on average: the unit of a replay's budget."""
+        return float(np.mean([p.wall_seconds for p in self.trained()] or [1.0]))
 
     def default_budget_seconds(self, workers: int) -> float:
-        return DEFAULT_TRAININGS * self.mean_training_seconds() / workers
+        return DEFAULT_TRAININGS * self.mean_trial_seconds() / workers
 
     def full_trainings(self, budget_seconds: float, workers: int) -> int:
         """How many full trainings `workers` fit in `budget_seconds`: what `--trials` would be in a search."""
-        return max(1, round(budget_seconds * workers / self.mean_training_seconds()))
+        return max(1, round(budget_seconds * workers / self.mean_trial_seconds()))
 
     def front(self) -> list[TablePoint]:
-        """The table's Pareto front of complete points: most top-1, least MACs."""
-        front, best = [], -math.inf
-        for p in sorted((p for p in self.points if p.complete), key=lambda p: (p.macs, -p.top1)):
-            if p.top1 > best:
-                front.append(p)
-                best = p.top1
-        return front
+        """The table's Pareto front of fully trained points (most top-1, least MACs), by MACs."""
+        done = self.trained()
+        on_front = nondominated(as_losses([p.objectives for p in done], R.DIRECTIONS))
+        return sorted((p for p, keep in zip(done, on_front) if keep), key=lambda p: (p.macs, -p.top1))
 
-    def box(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        """(top-1, MACs) at the table front's ideal (best top-1, least MACs) and nadir (the other ends)."""
+    def box(self) -> Box:
+        """The box every hypervolume of this table is normalised to: its whole front's (dashboards.pareto)."""
         front = self.front()
         if not front:
             raise NasError("the table has no complete point")
-        return (front[-1].top1, front[0].macs), (front[0].top1, front[-1].macs)
+        return Box.of([p.objectives for p in front], R.DIRECTIONS)
 
     def reference_point(self) -> tuple[float, float]:
         """The hypervolume's reference point in (top-1, MACs)."""
-        (best, least), (worst, most) = self.box()
-        return best - REFERENCE * (best - worst), least + REFERENCE * (most - least)
+        return self.box().reference_point()
 
     def hypervolume(self, points: list[TablePoint]) -> float:
-        """The hypervolume of `points` (their front) in normalised objectives, up to the reference point."""
-        (best, least), (worst, most) = self.box()
-        losses = np.array(
-            [((best - p.top1) / ((best - worst) or 1.0), (p.macs - least) / ((most - least) or 1.0)) for p in points]
-        ).reshape(-1, 2)
-        return hypervolume_2d(losses, (REFERENCE, REFERENCE))
-
-
-def hypervolume_2d(losses: np.ndarray, reference: tuple[float, float]) -> float:
-    """The area two-objective losses dominate up to `reference` (a sweep; Optuna's is private API)."""
-    inside = losses[(losses < reference).all(1)]
-    area, ceiling = 0.0, reference[1]
-    for first, second in inside[np.lexsort((inside[:, 1], inside[:, 0]))]:
-        if second < ceiling:
-            area += (reference[0] - first) * (ceiling - second)
-            ceiling = second
-    return float(area)
+        """The hypervolume of `points` (their front) in the table front's box (dashboards.pareto.hypervolume)."""
+        return hypervolume([p.objectives for p in points], self.box())
 
 
 def spearman_table(table: Table) -> list[dict]:

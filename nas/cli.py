@@ -528,12 +528,16 @@ def bench_build(budget, space_file, points, data, storage, study_name, seed, add
 def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, as_json):
     """Replay searches against a table, in seconds: the hypervolume of their fronts on a simulated clock.
 
-    The real searcher, sampler and scheduler; each trial's evaluations arrive when the table says its
-    training reached them, --workers trials at a time (see nas/bench.py for how a draw is answered).
+    The real searcher, sampler and scheduler; each trial reports what it would report under --scheduler,
+    at the wall-clock seconds the table measured (training, evaluations, Ray's start; older tables: the
+    training alone), --workers trials at a time (nas/replay.py says how a draw is answered). The table
+    shows the trials each rung (in epochs) stopped; the hypervolume's reference point is printed with it.
     """
     import numpy as np
 
-    from .bench import DEFAULT_TABLE, REFERENCE, Table
+    from dashboards.pareto import REFERENCE
+
+    from .bench import DEFAULT_TABLE, Table
     from .replay import replay
 
     table_path = table_path or str(DEFAULT_TABLE)
@@ -547,14 +551,15 @@ def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, as
             "runs": [r.summary() for r in runs],
         })
     table_rows = [
-        (r.seed, f"{r.hypervolume:.4f}", r.tally.complete, r.tally.pruned, r.tally.failed, f"{r.suggest_seconds:.1f}s")
+        (r.seed, f"{r.hypervolume:.4f}", r.tally.complete, r.tally.pruned,
+         ", ".join(f"{n} at {rung:g}" for rung, n in r.stopped_per_rung.items()) or "-", r.tally.failed, f"{r.suggest_seconds:.1f}s")
         for r in runs
     ]
     from .console import table as print_table
 
     print_table(
         f"{sampler} + {scheduler}: {workers} workers, {runs[0].budget_seconds:.0f} simulated seconds",
-        ["seed", "hypervolume", "complete", "pruned", "failed", "sampler time"], table_rows,
+        ["seed", "hypervolume", "complete", "pruned", "stopped at rung (epochs)", "failed", "sampler time"], table_rows,
         right=["hypervolume", "complete", "pruned", "failed", "sampler time"],
     )
     low, median, high = np.percentile([r.hypervolume for r in runs], [25, 50, 75])

@@ -15,7 +15,7 @@ see of a draw that is not trained:
   top-1 and its own MACs, a real observation that costs no training.
 The copy lives as long as the search process; a resumed search relearns the budget from its first
 draws, and on a large study models only the stored trials on the Pareto front and the latest WINDOW
-others (see `sync`). Imports optuna and the trial record only.
+others (see `sync`). Imports optuna, the trial record and dashboards.pareto (the front) only.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import statistics
 from datetime import datetime
 
 import optuna
-from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from dashboards.pareto import front_trials
 from trials import record as R
 
 # A trial the samplers read; FAIL and WAITING trials are read by none.
@@ -53,7 +53,7 @@ class DraftStudy:
         """Mirror the stored trials (`study.get_trials()`, by number): new ones are added, finished ones
         updated. The first time, of a study of more than WINDOW trials, the front and the latest WINDOW."""
         if not self._mirror and len(trials) > WINDOW:
-            front = _get_pareto_front_trials_by_trials(trials, self.stored.directions, consider_constraint=True)
+            front = front_trials(trials, self.stored.directions)
             keep = {t.number for t in front} | {t.number for t in trials[-WINDOW:]}
             trials = [t for t in trials if t.number in keep or t.state == TrialState.RUNNING]
         for t in trials:

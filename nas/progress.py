@@ -1,6 +1,7 @@
 """Live progress of a search: trials finished / running / failed / pruned, elapsed time, the front so far.
 
-A Ray Tune callback (Ray calls it in the driver); it also hands Ray's trial errors to the searcher.
+A Ray Tune callback (Ray calls it in the driver); it also tells the searcher when Ray starts a trial (the
+start of its curve's wall clock) and hands it Ray's trial errors.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class SearchProgress(Callback):
         self.bar.stop()
 
     # --- Tune's hooks ----------------------------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.searcher.started(trial.trial_id)
+
     def on_trial_error(self, iteration, trials, trial, **info):
         error = trial.get_error()
         lines = [line for line in str(error or "").splitlines() if line.strip()]

@@ -23,7 +23,7 @@ from searchspace import ArchSpec, NasError, SearchSpace, count
 from trials import record as R
 
 from .bench import Table, TablePoint
-from .scheduler import make_scheduler
+from .scheduler import make_scheduler, rungs_of
 from .search import evaluations_per_epoch
 from .searcher import StudySearcher, Tally
 from .study import make_sampler
@@ -44,7 +44,9 @@ class TableSearcher(StudySearcher):
     instead of 0.57, two random points being 0.75 apart). The sampler then learns the stand-in at its own
     coordinates (drafts.DraftStudy.stand_in), so every observation it learns from is a measured point
     where it lies, as in a real search; every draw costs one training, as new points do there. Ties go
-    to a seeded random choice. `fidelity` keeps (Gower distance, |log MACs ratio|) of every stand-in."""
+    to a seeded random choice. A draw whose proxy network is a table point's is that point, and once that
+    point was trained, a repeat (or proxy twin) for the sampler, as in a search. `fidelity` keeps (Gower
+    distance, |log MACs ratio|) of every stand-in."""
 
     def __init__(self, table: Table, study: optuna.Study, space: SearchSpace, sampler, seed: int):
         super().__init__(study, space, table.budget, table.recipe, len(table.points), (), sampler)
@@ -59,6 +61,11 @@ class TableSearcher(StudySearcher):
         free = np.array([p.id not in tried for p in self.table.points])
         if not free.any():
             return None, None  # the table is exhausted: the search ends
+        same = g["by_proxy"].get(self.proxy_id(spec))  # the draw's own proxy network is a table point
+        if same is not None and not free[same]:
+            if self.table.points[same].complete:
+                return draft, spec  # tried already: a repeat (or a proxy twin) for the sampler, as in a search
+            same = None  # it failed: answered as any other draw
         params, dists = draft.params, draft.distributions
         drawn = np.array([name in params for name in g["names"]])
         values = np.array([_encode(dists[n], params[n]) if n in params else 0.0 for n in g["names"]])
@@ -70,7 +77,10 @@ class TableSearcher(StudySearcher):
         cost = np.abs(g["log_macs"] - math.log(count(spec).macs)) / g["log_range"]
         distance = np.where(free, gower + cost, np.inf)
         nearest = np.flatnonzero(distance <= distance.min() + 1e-12)
-        i = int(nearest[self._rng.integers(len(nearest))]) if len(nearest) > 1 else int(nearest[0])
+        if same is not None:  # that point itself
+            i = same
+        else:
+            i = int(nearest[self._rng.integers(len(nearest))]) if len(nearest) > 1 else int(nearest[0])
         self.fidelity.append((float(gower[i]), float(cost[i] * g["log_range"])))
         point = self.table.points[i]
         return self.drafts.stand_in(draft, g["params"][i], g["distributions"][i]), ArchSpec.model_validate(point.spec)
@@ -106,6 +116,7 @@ def _coordinates(table: Table, space: SearchSpace) -> dict:
             "distributions": dists,
             "log_macs": log_macs,
             "log_range": float(log_macs.max() - log_macs.min()) or 1.0,
+            "by_proxy": {p.proxy_id: i for i, p in enumerate(table.points)},
         }
     return table.coordinates
 
@@ -121,6 +132,7 @@ class Replay:
     budget_seconds: float
     trace: list[tuple[float, float]]  # (simulated seconds, hypervolume) at the start and at each change
     log: list[tuple[float, str, str, str]]  # (simulated seconds, trial id, point id, what happened)
+    stopped_per_rung: dict[float, int]  # rung (epochs) -> trials the scheduler stopped there
     study: optuna.Study
     tally: Tally
     fidelity: list[tuple[float, float]]
@@ -137,32 +149,41 @@ class Replay:
             "budget_seconds": self.budget_seconds, "hypervolume": self.hypervolume,
             "complete": self.tally.complete, "pruned": self.tally.pruned, "failed": self.tally.failed,
             "draws_over_budget": self.tally.over_budget, "table_exhausted": self.exhausted,
+            "stopped_per_rung": {format(rung, "g"): n for rung, n in self.stopped_per_rung.items()},
             "suggest_seconds": round(self.suggest_seconds, 3), "trace": self.trace,
         }
 
 
 def replay(
     table: Table, sampler: str = "tpe", scheduler: str = "pareto", seed: int = 0, workers: int = 2,
-    budget_seconds: float | None = None,
+    budget_seconds: float | None = None, trials: int | None = None,
 ) -> Replay:
     """Replay a search against `table`: the real StudySearcher (on an in-memory study) and scheduler, `workers`
-    trials at a time on a simulated clock. A trial's evaluations arrive at its start plus the training
-    seconds the table measured for them (as Syne Tune's simulator backend does); Ray's calls follow
-    TuneController: on each result the scheduler decides, the searcher hears the result unless it is
-    stopped, and a stopped or finished trial is completed for both and its worker takes the next trial.
-    The clock counts training only, never the sampler's own time (measured apart), so the same seed
-    gives the same trace. At the budget the running trials are stopped, as Ray's time budget does."""
+    trials at a time on a simulated clock. A trial reports what the trainable reports under `scheduler`
+    (`_results`), each evaluation arriving at the trial's start plus the wall-clock seconds the table
+    measured for it (as Syne Tune's simulator backend does; tables without them: the training seconds);
+    Ray's calls follow TuneController: on each result the scheduler decides, the searcher hears the result
+    unless it is stopped, and a stopped or finished trial is completed for both and its worker takes the
+    next trial at once. The clock never counts the sampler's own time (measured apart), so the same seed
+    gives the same trace. At the budget the running trials are stopped, as Ray's time budget does.
+    `trials` is what the sampler is sized for, as `nas search --trials` sizes it (TPE's random start,
+    NSGA-II's population); by default the full trainings the budget holds.
+    A table made from a search (Table.of_search) holds the curves of its stopped points only as far as they
+    ran: a replay that would train one further is not that search, and raises NasError."""
     space = table.load_space()
     budget_seconds = budget_seconds or table.default_budget_seconds(workers)
     every = evaluations_per_epoch(scheduler)  # what the trainable reports under this scheduler
     if table.evaluations_per_epoch % every:
         raise NasError(f"the table has {table.evaluations_per_epoch} evaluations an epoch; --scheduler {scheduler} needs {every}")
     study = optuna.create_study(directions=list(R.DIRECTIONS))
-    searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, table.full_trainings(budget_seconds, workers)), seed)
+    searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, trials or table.full_trainings(budget_seconds, workers)), seed)
     rungs = make_scheduler(scheduler, table.recipe.epochs)
+    milestones = rungs_of(table.recipe.epochs)
     log, trace, complete, events = [], [(0.0, 0.0)], [], []
+    stopped = {m: 0 for m in milestones} if scheduler != "none" else {}
     running: dict[str, _Running] = {}
     clock, thinking = 0.0, 0.0
+    searcher.clock = lambda: clock  # the curves the replayed study records run on the simulated clock
 
     def start() -> None:
         nonlocal thinking
@@ -175,7 +196,8 @@ def replay(
         point = table.point(config["spec_id"])
         trial = Trial("__replay", config=config, trial_id=trial_id, stub=True)
         rungs.on_trial_add(None, trial)
-        running[trial_id] = run = _Running(trial, point, _results(point, every), clock)
+        searcher.started(trial_id)
+        running[trial_id] = run = _Running(trial, point, _results(point, every, table.evaluations_per_epoch), clock)
         log.append((clock, trial_id, point.id, "start"))
         heapq.heappush(events, (run.arrival(0), int(trial_id), 0))
 
@@ -194,12 +216,21 @@ def replay(
     while events and events[0][0] <= budget_seconds:
         clock, number, k = heapq.heappop(events)
         run = running[f"{number:05d}"]
-        run.last = result = run.results[k]
+        run.last = result = run.results[k][1]
         decision = rungs.on_trial_result(None, run.trial, result)
         log.append((clock, run.trial.trial_id, run.point.id, f"result {k}: {decision}"))
+        last = k == len(run.results) - 1
+        progress = result.get("progress", 0)
+        if decision == TrialScheduler.STOP and progress < table.recipe.epochs:
+            stopped[max(m for m in milestones if m <= progress + 1e-9)] += 1
+        elif last and decision != TrialScheduler.STOP and "failure" not in result and progress < table.recipe.epochs:
+            raise NasError(
+                f"point {run.point.id}: the table's curve ends at {progress:g} epochs (the search it was made from stopped "
+                "it there), but this replay goes on training it: it is not that search"
+            )
         if decision != TrialScheduler.STOP:
             searcher.on_trial_result(run.trial.trial_id, result)
-        if decision == TrialScheduler.STOP or k == len(run.results) - 1:
+        if decision == TrialScheduler.STOP or last:
             finish(run)
             start()  # the freed worker takes the next trial
         else:
@@ -208,7 +239,7 @@ def replay(
     for trial_id in sorted(running):  # the time budget is spent: Ray stops the trials still training
         finish(running[trial_id])
     return Replay(
-        sampler, scheduler, seed, workers, budget_seconds, trace, log, study, searcher.tally, searcher.fidelity, thinking,
+        sampler, scheduler, seed, workers, budget_seconds, trace, log, stopped, study, searcher.tally, searcher.fidelity, thinking,
         exhausted=searcher.tally.started >= len(table.points),
     )
 
@@ -219,26 +250,40 @@ class _Running:
 
     trial: Trial
     point: TablePoint
-    results: list[dict]
+    results: list[tuple[float, dict]]  # (seconds after the trial's start when it arrives, the result)
     begin: float
     last: dict = field(default_factory=dict)
 
     def arrival(self, k: int) -> float:
-        return self.begin + self.results[k][R.TRAIN_SECONDS]
+        return self.begin + self.results[k][0]
 
 
-def _results(point: TablePoint, every: int) -> list[dict]:
-    """The results the trainable reports for a point (every `every`-th of an epoch), as Ray hands them on;
-    a failed point's last report is its failure, at its last measured second (the failure's own time
-    was not measured: it comes a little early)."""
+def _results(point: TablePoint, every: int, per_epoch: int) -> list[tuple[float, dict]]:
+    """The results the trainable reports for a point when it evaluates `every` times an epoch (nas.search:
+    twice for pareto and asha, once for none), out of the table's `per_epoch` evaluations an epoch (the
+    last of each epoch ends it): as Ray hands them on, each with the seconds after its start when it arrives.
+
+    Those are the wall-clock seconds the table measured (training, evaluations, Ray's start and reports,
+    as a search sees them), less the evaluations this trainable would not make (each as long as the next
+    one the table measured: the seconds beyond training between the two); tables without them: the
+    training seconds. A failed point's last report is its failure, as its last evaluation arrives (the
+    failure's own time was not measured: it comes a little early)."""
     curve = point.curve
-    results = []
-    for progress, top1, seconds in zip(*(curve[k] for k in R.CURVE_KEYS)):
-        if abs(progress * every - round(progress * every)) < 1e-6:
-            results.append({
+    clock = curve.get(R.WALL_SECONDS) or curve[R.TRAIN_SECONDS]
+    stride = per_epoch // every
+    results, skipped, position, epoch = [], 0.0, 0, None
+    for i, (progress, top1, seconds) in enumerate(zip(curve["progress"], curve[R.PROXY_TOP1], curve[R.TRAIN_SECONDS])):
+        whole = math.ceil(progress - 1e-9)
+        position = position + 1 if whole == epoch else 1  # this evaluation's place in its epoch
+        epoch = whole
+        if position % stride == 0 or abs(progress - whole) < 1e-9:
+            results.append((clock[i] - skipped, {
                 "progress": progress, "epoch": int(progress + 1e-9), R.PROXY_TOP1: top1, R.TRAIN_SECONDS: seconds,
                 R.MACS: point.macs,
-            })
+            }))
+        elif R.WALL_SECONDS in curve and i + 1 < len(clock):
+            skipped += (clock[i + 1] - clock[i]) - (curve[R.TRAIN_SECONDS][i + 1] - seconds)
     if not point.complete:
-        results.append({"failure": point.fail_reason, R.PROXY_TOP1: math.nan, R.TRAIN_SECONDS: point.seconds})
+        at = clock[-1] - skipped if clock else 0.0
+        results.append((at, {"failure": point.fail_reason, R.PROXY_TOP1: math.nan, R.TRAIN_SECONDS: point.seconds}))
     return results

@@ -1,6 +1,7 @@
 """Early stopping for a two-objective search: MO-ASHA (a Pareto-aware ASHA) and the `--scheduler` factory.
 
-Imports Ray Tune and numpy; never Optuna or the study: it decides on the trials' reported results alone.
+Imports Ray Tune, numpy and dashboards.pareto (the project's one non-dominated sorting); never the study: it
+decides on the trials' reported results alone.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pickle
 import numpy as np
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from dashboards.pareto import front_ranks
 from searchspace import NasError
 from trials import record as R
 
@@ -110,7 +112,7 @@ def _keeps(rung: dict[str, list[float]], trial_id: str, reduction_factor: float)
     front, then by crowding distance within the front the cut falls in (ties go to `trial_id`)."""
     ids = list(rung)
     losses = np.array([rung[i] for i in ids], dtype=float)
-    ranks = _front_ranks(losses)
+    ranks = front_ranks(losses)
     me = ids.index(trial_id)
     kept = math.ceil(len(ids) / reduction_factor)
     better = int((ranks < ranks[me]).sum())
@@ -122,20 +124,8 @@ def _keeps(rung: dict[str, list[float]], trial_id: str, reduction_factor: float)
     return better + int((distance > mine).sum()) < kept
 
 
-# Non-dominated sorting and crowding distance by hand: Optuna has both only as private functions (no
-# stable API to build on), and a rung holds tens of trials, so the quadratic dominance matrix is a few lines.
-def _front_ranks(losses: np.ndarray) -> np.ndarray:
-    """Each row's Pareto front, minimising every column: 0 for the non-dominated rows, 1 for those only
-    they dominate, and so on."""
-    dominates = (losses[:, None] <= losses[None]).all(-1) & (losses[:, None] < losses[None]).any(-1)  # [i, j]: i dominates j
-    ranks = np.full(len(losses), -1)
-    rank = 0
-    while (left := ranks < 0).any():
-        ranks[left & ~dominates[left].any(0)] = rank
-        rank += 1
-    return ranks
-
-
+# Crowding distance by hand: Optuna has it only as a private function and moocore not at all; a rung holds
+# tens of trials, so it is a few lines.
 def _crowding_distance(losses: np.ndarray) -> np.ndarray:
     """NSGA-II's crowding distance of each point of one front (Deb et al., 2002): per objective, the gap
     between its two neighbours over the front's range, summed; infinite at either end of the front."""
@@ -147,6 +137,15 @@ def _crowding_distance(losses: np.ndarray) -> np.ndarray:
         if span > 0:
             distance[order[1:-1]] += (column[order[2:]] - column[order[:-2]]) / span
     return distance
+
+
+def rungs_of(epochs: int, reduction_factor: float = REDUCTION_FACTOR) -> list[float]:
+    """The rungs (in epochs) where `pareto` and `asha` decide for a proxy of `epochs` epochs: half an epoch and
+    every `reduction_factor`-fold after, below `epochs`."""
+    rungs = [1 / EVALUATIONS_PER_EPOCH]
+    while rungs[-1] * reduction_factor < epochs:
+        rungs.append(rungs[-1] * reduction_factor)
+    return rungs
 
 
 def make_scheduler(name: str, epochs: int, reduction_factor: float = REDUCTION_FACTOR) -> TrialScheduler:

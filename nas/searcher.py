@@ -6,15 +6,18 @@ COMPLETE; a trial stopped early is PRUNED with its epochs and last metrics kept;
 with its reason. The sampler draws in a private copy of the study (`drafts.DraftStudy`): a point over the
 MACs budget or already scored never becomes a stored trial, so the stored study holds one trial per
 trained point (plus the rare draw two searches made at the same moment, stored as FAIL: see `_claim`).
-Every trial keeps its learning curve (proxy top-1 and training seconds at each evaluation).
+Every trial keeps its learning curve: proxy top-1, training seconds and wall-clock seconds at each evaluation
+(the clock a benchmark replay runs on: see `started`).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -99,6 +102,11 @@ class StudySearcher(Searcher):
         self._live: dict[str, optuna.Trial] = {}
         self._last: dict[str, dict] = {}
         self._curves: dict[str, list[dict]] = {}  # trial id -> its evaluations so far
+        self.clock = time.monotonic  # the wall clock of the curves (a replay, nas.replay, sets its simulated one)
+        self._began: float | None = None  # when the search's first trial started
+        self._freed: list[float] = []  # heap: when the workers finished trials left were freed, not yet taken
+        self._start: dict[str, float] = {}  # trial id -> when its clock started
+        self._latest: dict[str, float] = {}  # trial id -> when its last evaluation arrived
         self._presets = preset_by_id()
         self._lock = threading.Lock()
         self._ids: dict[int, tuple[str, str]] = {}  # stored trial number -> (id, proxy id), parsed once
@@ -131,18 +139,38 @@ class StudySearcher(Searcher):
         with self._lock:
             self._live[trial_id] = trial
             self.tally.started += 1
+        self._start[trial_id] = self.clock()  # until Ray starts it (`started`)
         return {"spec": spec.to_dict(), "trial_number": trial.number, "spec_id": spec.id}
+
+    def started(self, trial_id: str) -> None:
+        """Ray started the trial (Tune's on_trial_start, see nas.progress): its clock starts when the worker it
+        takes was freed, i.e. at the last evaluation of a trial that ended (the earliest not yet taken), or
+        with the search's first trial. So its curve's wall-clock seconds count what the trial cost a worker,
+        Ray's start of it included, and never the time it waited for one (Tune may suggest a trial early)."""
+        now = self.clock()
+        if self._began is None:
+            self._began = now
+        self._start[trial_id] = heapq.heappop(self._freed) if self._freed else self._began
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._last[trial_id] = result
         self._evaluated(trial_id, result)
 
     def _evaluated(self, trial_id: str, result: dict) -> None:
-        """Add an evaluation to the trial's curve (Ray hands the result that stops a trial only to
-        on_trial_complete, and a finished trial's last result may come twice)."""
+        """Add an evaluation to the trial's curve, with the wall-clock seconds since the trial started (Ray
+        hands the result that stops a trial only to on_trial_complete, and a finished trial's last result may
+        come twice)."""
         curve = self._curves.setdefault(trial_id, [])
         if "progress" in result and (not curve or result["progress"] > curve[-1]["progress"]):
-            curve.append({key: result.get(key) for key in R.CURVE_KEYS})
+            now = self.clock()
+            self._latest[trial_id] = now
+            curve.append({**{key: result.get(key) for key in R.CURVE_KEYS}, R.WALL_SECONDS: now - self._start.get(trial_id, now)})
+
+    def _freeing(self, trial_id: str) -> None:
+        """The trial's worker is free from the trial's last evaluation on (or now, when it made none)."""
+        self._start.pop(trial_id, None)
+        latest = self._latest.pop(trial_id, None)
+        heapq.heappush(self._freed, self.clock() if latest is None else latest)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if error:
@@ -159,6 +187,7 @@ class StudySearcher(Searcher):
     def _complete(self, trial_id: str, trial: optuna.Trial, result: dict) -> None:
         epochs = int(result.get("epoch") or 0)
         self._evaluated(trial_id, result)
+        self._freeing(trial_id)
         self._record_metrics(trial, result, self._curves.pop(trial_id, []))
         with self._lock:
             self._live.pop(trial_id)
@@ -188,6 +217,7 @@ class StudySearcher(Searcher):
             return
         with _unless_finished_elsewhere(self, trial_id, trial), self._lock:
             self._live.pop(trial_id, None)
+            self._freeing(trial_id)
             self._record_metrics(trial, self._last.get(trial_id, {}), self._curves.pop(trial_id, []))
             trial.set_user_attr(R.FAIL_REASON, reason[:500])
             spec, first_try = R.spec_of(trial), R.RETRY_OF not in trial.user_attrs

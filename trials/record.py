@@ -39,7 +39,12 @@ SEARCH_PROCESS = "search_process"  # host:pid of the `nas search` that drew the 
 RETRY_OF = "retry_of"  # the trial whose Ray node or worker died while training this point (it is retried once)
 CUT_BY_TIME_LIMIT = "cut_by_time_limit"  # True on a FAIL trial --time-limit stopped: no measurement, its point queued again
 CURVE = "curve"  # the learning curve: {key: [value at each evaluation]} for the keys below
-CURVE_KEYS = ("progress", "proxy_top1", "train_seconds")  # epochs trained, held-out top-1 (%), cumulative seconds
+# Wall-clock seconds at the search's driver from the trial's start to the evaluation's arrival there: Ray's start
+# of the trial, its training, evaluations and reports, as the search saw them. A trial starts when the worker
+# it takes is freed (the last evaluation of the trial before it there), or with the search's first trial.
+WALL_SECONDS = "wall_seconds"
+# epochs trained, held-out top-1 (%), cumulative training seconds, wall-clock seconds (older curves: the first three)
+CURVE_KEYS = ("progress", "proxy_top1", "train_seconds", WALL_SECONDS)
 
 # A FAIL trial without a reason was failed by a later search: its own search stopped (no heartbeat).
 INTERRUPTED = "interrupted: its search stopped while training it (the point was re-queued)"
