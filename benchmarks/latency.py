@@ -11,6 +11,7 @@ protocol (batch 1, full size). Printed, with the load average at the start and e
   its predictions of the panel's points it did not measure against this run.
 
     python benchmarks/latency.py [--threads N] [--clock wall|cpu] [--points 8] [--seed 0] [--table lat.json] [--json]
+    python benchmarks/latency.py --names u_pvt_micro,u_dwconv_micro,u_swin_micro    # a quick look at three networks
 """
 
 from __future__ import annotations
@@ -55,16 +56,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-runs", type=int, default=15)
     parser.add_argument("--table", help="a predictor file of this device (nas latency build)")
+    parser.add_argument("--names", help="measure these presets or spec files (comma-separated) instead of the panel")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
 
     import numpy as np
 
+    from searchspace import count, load_space, parse_macs
     from searchspace.latency import Device, Protocol
     from searchspace.latency_table import LatencyTable, kendall_tau, score
 
     protocol = Protocol(throughput_batch=0, threads=args.threads, clock=args.clock, min_runs=args.min_runs)
-    specs = panel(args.points, args.seed)
+    if args.names:
+        from searchspace import load_spec
+
+        specs = [load_spec(n) for n in args.names.split(",")]
+    else:
+        specs = panel(args.points, args.seed)
     print(f"device: {Device.here(protocol).describe()}; clock {args.clock}; {len(specs)} networks")
     started = time.perf_counter()
     passes = []
@@ -127,13 +135,28 @@ def main() -> None:
             + f"; this run's repeatability tau {figures['repeatability_tau']:+.3f} is the ceiling a predictor can be seen to reach"
         )
         unseen = [i for i, s in enumerate(specs) if s.id not in table.points]
-        if len(unseen) >= 3:
-            predicted = np.array([table.predict_with(table.predictor, specs[i]) or np.nan for i in unseen])
-            ok = ~np.isnan(predicted)
-            figures["table_on_unseen"] = score(predicted[ok], mean[unseen][ok])
+        if len(unseen) >= 3:  # answered as the search would be: the LUT where it holds every part, else the model
+            predicted = np.array([table.predict(specs[i]) for i in unseen])
+            sources = [table.source(specs[i]) for i in unseen]
+            figures["table_on_unseen"] = {**score(predicted, mean[unseen]), "sources": {s: sources.count(s) for s in set(sources)}}
             f = figures["table_on_unseen"]
-            print(f"its predictions of the {f['n']} panel points it did not measure: tau {f['tau']:+.3f}, "
-                  f"{f['within_10pct']:.0%} within 10% of this run (mean of the passes)")
+            print(f"its predictions of the {f['n']} panel points it did not measure ({', '.join(f'{n} by {s}' for s, n in f['sources'].items())}): "
+                  f"tau {f['tau']:+.3f}, {f['within_10pct']:.0%} within 10% of this run (mean of the passes)")
+        draws = load_space(None).sample_within(parse_macs("4.5G"), 200, args.seed + 1)
+        for predictor in ("model", "lut"):
+            t0 = time.perf_counter()
+            for spec in draws:
+                table.predict_with(predictor, spec)
+            figures[f"{predictor}_ms_per_prediction"] = round((time.perf_counter() - t0) / len(draws) * 1e3, 3)
+        t0 = time.perf_counter()
+        for spec in draws:
+            count(spec)
+        figures["count_ms_per_spec"] = round((time.perf_counter() - t0) / len(draws) * 1e3, 3)
+        print(
+            f"prediction time over {len(draws)} draws: model {figures['model_ms_per_prediction']:.2f} ms, LUT "
+            f"{figures['lut_ms_per_prediction']:.2f} ms a point (count(spec), the MACs every draw already pays: "
+            f"{figures['count_ms_per_spec']:.2f} ms); the LUT holds every part of {table.covers(draws):.0%} of them"
+        )
         if not Device.from_dict(table.device).same_as(Device.here(protocol)):
             print("note: the table was built on another device or protocol than this run")
     if args.json:

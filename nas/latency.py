@@ -124,7 +124,7 @@ def build(opts: dict, output: str, as_json: bool) -> None:
     if as_json:
         return emit_json({"output": output, **{k: v for k, v in result.to_dict().items() if k not in ("points", "lut", "model")}})
     print_evaluation(result)
-    out.print(f"predictor file written to {output} ({len(result.points)} measured points, {len(result.lut.parts)} parts)", markup=False)
+    out.print(f"predictor file written to {output} ({len(result.points)} measured points, {len(result.parts)} parts)", markup=False)
 
 
 def print_evaluation(t) -> None:
@@ -147,12 +147,14 @@ def print_evaluation(t) -> None:
         )
     p = t.provenance
     load = p.get("load_average_end", [0])[0]
-    out.print(f"built in {p.get('seconds', 0) / 60:.1f} min; load average at the end {load:.1f}; device: {_device_line(t.device)}", markup=False)
+    out.print(f"built in {p.get('seconds', 0) / 60:.1f} min; load average at the end {load:.1f}; device: {_device_line(t)}", markup=False)
 
 
-def _device_line(device: dict) -> str:
+def _device_line(t) -> str:
+    """A predictor file's device and clock in words."""
+    device = t.device
     where = device.get("gpu") or f"{device['cpu']}, {device['threads']} of {device['cores']} cores"
-    return f"{where}; {device['backend']} {device['torch']}, {device['dtype']}"
+    return f"{where}; {device['backend']} {device['torch']}, {device['dtype']}, clock {t.protocol.get('clock', 'wall')}"
 
 
 def predict(table_path: str, refs: list[str], as_json: bool) -> None:
@@ -171,7 +173,7 @@ def predict(table_path: str, refs: list[str], as_json: bool) -> None:
     if as_json:
         return emit_json({"table": table_path, "device": t.device, "predictor": t.predictor, "predictions": rows})
     table(
-        f"Predicted latency (batch 1, ms) on {_device_line(t.device)}",
+        f"Predicted latency (batch 1, ms) on {_device_line(t)}",
         ["name", "id", "MACs", "ms", "source"],
         [(r["name"], r["id"], format_macs(r["macs"]), f"{r['ms']:.2f}", r["source"]) for r in rows],
         right=["MACs", "ms"],

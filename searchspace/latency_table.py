@@ -1,21 +1,21 @@
-"""Predicted latency for one device: a file of measured points and two predictors fitted on them, chosen by
-how well they predict points they were not fitted on (`nas latency build`; the search's latency cost).
+"""Predicted latency for one device: a file of measured points and parts, and two predictors fitted on them,
+chosen by how well they predict points they were not fitted on (`nas latency build`; the search's latency cost).
 
-- Every measured point is kept, and a measured point is answered as measured.
-- `lut`: an FBNet-style lookup table. A network is cut into its parts (stem, each stage's block at its map size
-  and width - a shifted block apart from an unshifted one -, downsampling, head); each distinct part is timed
-  once at its input shape; a network's latency is the sum of its parts, scaled and offset by a fit over the
-  measured networks (what the sum leaves out: the stages' position embeddings and norms, Python between
-  modules, caches). It predicts a network only when every part of it is in the table.
-- `model`: a linear model of spec features, fitted by non-negative least squares on relative error: MACs by
-  kind (dense linears and convolutions, the stem, the FFN's depth-wise convolutions, each mixer's MACs by its
-  connectivity and by its dynamic weight), elements touched (activations: norms, residuals, elementwise ops),
-  calls (a per-module overhead) and a constant. Every coefficient is a time per unit, so none may be negative.
-  It predicts every spec.
+A network is cut into parts (`parts`: the stem, each stage's block at its map size and width - a shifted block
+apart from an unshifted one -, each downsampling, the head), each keyed from the spec alone; a network's ms is
+`Network`: scale * (sum of its parts' ms) + overhead, fitted over the measured networks (what the parts leave
+out: position embeddings, stage norms, Python between modules, caches).
+- `lut`: an FBNet-style lookup table: every distinct part timed once at its input shape, summed.
+- `model`: a part's ms estimated by a linear model of its features from the closed-form costs (`part_features`:
+  MACs, elements touched and calls by kind - each mixer's by its connectivity and by its dynamic weight, the
+  FFN's dense and depth-wise MACs, the stem, downsampling and head apart, the block's layout), fitted by
+  non-negative least squares on relative error over the measured parts (every coefficient is a time per unit).
+A measured point is answered as measured. Fresh draws of a large space share few parts with the table, so the
+model answers them (with the LUT kept, measured parts are used where the table has them).
 
-Predicting reads the file and does numpy arithmetic on features from the closed-form costs (no model is built,
-no tensor made; `blocks` and `mixer` are imported for their `*_cost` functions only). Building imports
-`searchspace.latency`, which times with torch. Never imports Ray, Optuna or the layers above.
+Predicting reads the file and does arithmetic on the closed-form costs: no model is built, no tensor made
+(`blocks` and `mixer` are imported for their `*_cost` functions). Building imports `searchspace.latency`,
+which times with torch. Never imports Ray, Optuna or the layers above.
 """
 
 from __future__ import annotations
@@ -135,39 +135,37 @@ def _stub(dim: int) -> dict:
     return {"depth": 1, "dim": dim, "mixer": {"connectivity": "sliding", "dynamic": "static", "kernel": 3, "heads": dim}}
 
 
-# --- the learned model's features -------------------------------------------------------------------------
+# --- the model's features: each part's, from the closed-form costs -----------------------------------------
 def part_features(spec, img_size: int = 224, num_classes: int = 1000, in_chans: int = 3) -> list[tuple[dict, int]]:
-    """The linear model's features of each part of a spec, in `parts`' order (with how many times each runs),
-    from the closed-form costs (see the module's docstring); the network's own row (constant, stage extras) last."""
+    """The linear model's features of each part of a spec, in `parts`' order, with how many times each runs."""
     from .blocks import downsample_cost, head_cost, stem_cost
     from .geometry import local_geometry
 
     sizes = feature_sizes(spec.stem, len(spec.stages), img_size, 4)
     dims = [s.dim for s in spec.stages]
-    first = stem_cost(spec, in_chans, dims[0], (img_size, img_size), 4)
-    pixels0 = sizes[0][0] * sizes[0][1]
-    out = [({"macs stem": first.macs, "elements": 2 * pixels0 * dims[0], "calls": 2 + 3 * (spec.stem_extra_convs or 0)}, 1)]
-    network = {"constant": 1.0}
+    stem = stem_cost(spec, in_chans, dims[0], (img_size, img_size), 4).macs
+    extra = spec.stem_extra_convs or 0
+    out = [({"stem macs": stem, "stem elements": 2 * sizes[0][0] * sizes[0][1] * dims[0], "stem calls": 2 + 3 * extra}, 1)]
     for i, (stage, size) in enumerate(zip(spec.stages, sizes)):
         pixels = size[0] * size[1]
         if i:
             down = downsample_cost(spec.downsample, dims[i - 1], dims[i], pixels).macs
-            out.append(({"macs dense": down, "elements": pixels * (dims[i] + 4 * dims[i - 1]), "calls": 3}, 1))
-        if stage.pos_embed or spec.stage_norm:
-            network["elements"] = network.get("elements", 0.0) + pixels * stage.dim
+            out.append(({"downsample macs": down, "downsample elements": pixels * (dims[i] + 4 * dims[i - 1]), "downsample calls": 1}, 1))
         shifted = sum(is_shifted(b) for b in range(stage.depth))
-        plain = _block_features(spec, stage, size, False)
+        plain = _block_features(stage, size, False)
         if shifted and any(local_geometry(m, size, True)[1] for _, m, _ in stage.mixer_widths()):
-            out += [(plain, stage.depth - shifted), (_block_features(spec, stage, size, True), shifted)]
+            out += [(plain, stage.depth - shifted), (_block_features(stage, size, True), shifted)]
         else:  # no mixer shifts on this map: one part, as in `parts`
             out.append((plain, stage.depth))
     last = sizes[-1][0] * sizes[-1][1]
-    out.append(({"macs dense": head_cost(spec, dims[-1], last, num_classes).macs, "elements": last * dims[-1], "calls": 4}, 1))
-    out.append((network, 1))
+    head = head_cost(spec, dims[-1], last, num_classes).macs
+    out.append(({"head macs": head, "head elements": last * dims[-1], "head calls": 1}, 1))
     return out
 
 
-def _block_features(spec, stage, size: tuple[int, int], shifted: bool) -> dict[str, float]:
+def _block_features(stage, size: tuple[int, int], shifted: bool) -> dict[str, float]:
+    """A block's: each mixer's MACs, elements and calls by its connectivity and by its dynamic weight; the
+    FFN's dense and depth-wise MACs; the elements its norms, residuals and activations touch; its layout."""
     from .blocks import feed_forward_cost, ffn_hidden, parallel_cost
     from .geometry import local_geometry
     from .mixer import mixer_cost
@@ -193,20 +191,13 @@ def _block_features(spec, stage, size: tuple[int, int], shifted: bool) -> dict[s
     dense = feed_forward_cost(stage, stage.dim, pixels).macs - local
     if stage.layout == "parallel":
         dense += parallel_cost(stage, stage.dim, size, shifted).macs - mixed
-    f["macs dense"] = dense
-    f["macs ffn depth-wise"] = local
-    f["elements"] = pixels * (3 * stage.dim + 2 * hidden)
-    f["calls"] = 8 + 3 * bool(stage.ffn_local) + 4 * stage.ffn_se + 8 * (stage.layout == "parallel")
+    elements = pixels * (3 * stage.dim + 2 * hidden)
+    f.update({
+        "macs dense": dense, "macs ffn depth-wise": local, "elements": elements,
+        "calls": 8 + 3 * bool(stage.ffn_local) + 4 * stage.ffn_se + 8 * (stage.layout == "parallel"), "block calls": 1,
+        f"elements layout {stage.layout}": elements, f"calls layout {stage.layout}": 1,
+    })
     return f
-
-
-def features(spec, img_size: int = 224, num_classes: int = 1000, in_chans: int = 3) -> dict[str, float]:
-    """The linear model's features of a network: the sum of its parts' (`part_features`)."""
-    total: dict[str, float] = {}
-    for f, n in part_features(spec, img_size, num_classes, in_chans):
-        for name, value in f.items():
-            total[name] = total.get(name, 0.0) + n * value
-    return total
 
 
 @dataclass
@@ -226,47 +217,38 @@ class LinearModel:
         names = sorted({n for r in rows for n in r})
         x = np.array([[r.get(n, 0.0) for n in names] for r in rows])
         scale = np.where(x.max(0) > 0, x.max(0), 1.0)  # columns of MACs and of 1s on one footing for NNLS
-        # relative error: each row divided by its own latency, so a 5 ms network counts as much as a 100 ms one
+        # relative error: each row divided by its own latency, so a 0.1 ms head counts as much as a 10 ms block
         coef, _ = nnls(x / scale / ms[:, None], np.ones(len(ms)), maxiter=50 * len(names))
         return cls(names, list(coef / scale))
 
     def to_dict(self) -> dict:
-        return {"features": dict(zip(self.names, self.coef))}
+        return dict(zip(self.names, self.coef))
 
     @classmethod
     def from_dict(cls, data: dict) -> "LinearModel":
-        return cls(list(data["features"]), list(data["features"].values()))
+        return cls(list(data), list(data.values()))
 
 
-@dataclass
-class Lut:
-    """ms = scale * (sum of the parts' ms) + overhead_ms; parts holds each part's measured ms."""
+@dataclass(frozen=True)
+class Network:
+    """A network's ms from the sum of its parts' ms: scale * sum + overhead_ms, fitted over measured networks
+    (what the sum leaves out: position embeddings and stage norms, Python between modules, caches)."""
 
-    parts: dict[str, dict]
     scale: float = 1.0
     overhead_ms: float = 0.0
 
-    def total(self, keyed: list[tuple[Part, int]]) -> float | None:
-        """The sum of a network's parts, or None when one of them is not in the table."""
-        total = 0.0
-        for part, n in keyed:
-            entry = self.parts.get(part.key)
-            if entry is None:
-                return None
-            total += n * entry["ms"]
-        return total
-
-    def fit(self, sums: np.ndarray, ms: np.ndarray) -> "Lut":
-        design = np.stack([sums, np.ones_like(sums)], 1) / ms[:, None]  # relative error, as the model
-        (scale, overhead), *_ = np.linalg.lstsq(design, np.ones_like(ms), rcond=None)
-        return Lut(self.parts, float(scale), float(overhead))
-
-    def to_dict(self) -> dict:
-        return {"scale": self.scale, "overhead_ms": self.overhead_ms, "parts": self.parts}
+    def __call__(self, total: float) -> float:
+        return self.scale * total + self.overhead_ms
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Lut":
-        return cls(data["parts"], data["scale"], data["overhead_ms"])
+    def fit(cls, sums: np.ndarray, ms: np.ndarray) -> "Network":
+        design = np.stack([sums, np.ones_like(sums)], 1) / ms[:, None]  # relative error, as the parts
+        (scale, overhead), *_ = np.linalg.lstsq(design, np.ones_like(ms), rcond=None)
+        return cls(float(scale), float(overhead))
+
+
+def _modelled_sums(model: LinearModel, featured: list[list[tuple[dict, int]]]) -> np.ndarray:
+    return np.array([sum(n * model.predict_features(f) for f, n in rows) for rows in featured])
 
 
 # --- the table ----------------------------------------------------------------------------------------------
@@ -274,16 +256,19 @@ class Lut:
 class LatencyTable:
     """One device's measured points and predictors; `predict(spec)` in ms at the protocol's batch 1.
 
-    `points`: spec id -> {name, macs, ms, iqr_ms, runs, spec}. `predictor`: which of lut / model answers a spec
-    that was not measured (the LUT only when it holds every part of it; else the model). `evaluation`: how
-    each predictor did on points it was not fitted on, and the measurement's own noise.
+    `points`: spec id -> {name, macs, ms, iqr_ms, runs, spec}. `parts`: part key -> {what, ms, iqr_ms}.
+    `network`: a network's ms from the sum of its parts'. `linear`: the model's coefficients. `predictor`: which answers
+    a spec that was not measured: lut (measured parts, the model's estimate for a part not in the table) or
+    model (every part estimated). `evaluation`: how each did on points it was not fitted on, and the
+    measurement's own noise.
     """
 
     device: dict
     protocol: dict
     points: dict[str, dict]
-    lut: Lut
-    model: LinearModel
+    parts: dict[str, dict]
+    network: Network
+    linear: LinearModel
     predictor: str
     evaluation: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
@@ -300,16 +285,17 @@ class LatencyTable:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise NasError(f"{path}: not a latency table of format {FORMAT} (written by nas latency build)")
         return cls(
-            device=data["device"], protocol=data["protocol"], points=data["points"], lut=Lut.from_dict(data["lut"]),
-            model=LinearModel.from_dict(data["model"]), predictor=data["predictor"],
+            device=data["device"], protocol=data["protocol"], points=data["points"], parts=data["parts"],
+            network=Network(**data["network"]), linear=LinearModel.from_dict(data["model"]), predictor=data["predictor"],
             evaluation=data.get("evaluation", {}), provenance=data.get("provenance", {}),
         )
 
     def to_dict(self) -> dict:
         return {
             "format": FORMAT, "device": self.device, "protocol": self.protocol, "predictor": self.predictor,
-            "evaluation": self.evaluation, "provenance": self.provenance, "model": self.model.to_dict(),
-            "lut": self.lut.to_dict(), "points": self.points,
+            "evaluation": self.evaluation, "provenance": self.provenance,
+            "network": {"scale": self.network.scale, "overhead_ms": self.network.overhead_ms},
+            "model": self.linear.to_dict(), "parts": self.parts, "points": self.points,
         }
 
     def save(self, path) -> None:
@@ -329,49 +315,66 @@ class LatencyTable:
         return point["ms"] if point else None
 
     def predict_with(self, predictor: str, spec) -> float | None:
-        """One predictor's ms for a spec (None: the LUT lacks one of its parts)."""
+        """One predictor's ms for a spec, never its measurement (lut: None when a part is not in the table)."""
         img_size, num_classes = self._geometry
         if predictor == "lut":
-            total = self.lut.total(parts(spec, img_size, num_classes))
-            return None if total is None else self.lut.scale * total + self.lut.overhead_ms
-        return self.model.predict_features(features(spec, img_size, num_classes))
+            total = 0.0
+            for part, n in parts(spec, img_size, num_classes):
+                if part.key not in self.parts:
+                    return None
+                total += n * self.parts[part.key]["ms"]
+            return self.network(total)
+        return self.network(sum(n * self.linear.predict_features(f) for f, n in part_features(spec, img_size, num_classes)))
 
-    def source(self, spec) -> str:
-        """What answers `predict(spec)`: measured, lut or model."""
-        if spec.id in self.points:
-            return "measured"
-        if self.predictor == "lut" and self.predict_with("lut", spec) is not None:
-            return "lut"
-        return "model"
+    def _lut_with_model(self, spec) -> tuple[float, int]:
+        """The LUT's ms with the model's estimate for each part not in the table, and how many parts that is."""
+        img_size, num_classes = self._geometry
+        total, modelled = 0.0, 0
+        for (part, n), (f, _) in zip(parts(spec, img_size, num_classes), part_features(spec, img_size, num_classes)):
+            entry = self.parts.get(part.key)
+            if entry is None:
+                modelled += 1
+                total += n * self.linear.predict_features(f)
+            else:
+                total += n * entry["ms"]
+        return self.network(total), modelled
 
     def predict(self, spec) -> float:
-        """ms at batch 1 on the table's device: measured if it was, else the table's predictor."""
+        """ms at batch 1 on the table's device: measured if it was, else by the table's predictor."""
         ms = self.measured(spec)
         if ms is not None:
             return ms
         if self.predictor == "lut":
-            ms = self.predict_with("lut", spec)
-            if ms is not None:
-                return ms
+            return self._lut_with_model(spec)[0]
         return self.predict_with("model", spec)
 
+    def source(self, spec) -> str:
+        """What answers `predict(spec)`: measured, lut (every part measured), lut+model (some parts estimated) or model."""
+        if spec.id in self.points:
+            return "measured"
+        if self.predictor == "lut":
+            return "lut" if self._lut_with_model(spec)[1] == 0 else "lut+model"
+        return "model"
+
     def unseen(self, spec) -> list[str]:
-        """The spec's features the model was never fitted on (its prediction leaves their cost out)."""
+        """The spec's features the model was never fitted on (its estimate leaves their cost out)."""
         img_size, num_classes = self._geometry
-        known = set(self.model.names)
-        return sorted(n for n, v in features(spec, img_size, num_classes).items() if v and n not in known)
+        known = set(self.linear.names)
+        return sorted({n for f, _ in part_features(spec, img_size, num_classes) for n, v in f.items() if v and n not in known})
 
     def covers(self, specs: Iterable) -> float:
-        """The share of specs the LUT can predict (every part in the table)."""
+        """The share of specs whose every part is in the table."""
         specs = list(specs)
-        img_size, num_classes = self._geometry
-        return sum(self.lut.total(parts(s, img_size, num_classes)) is not None for s in specs) / max(1, len(specs))
+        return sum(self.predict_with("lut", s) is not None for s in specs) / max(1, len(specs))
 
 
 # --- building -----------------------------------------------------------------------------------------------
 def kendall_tau(a, b) -> float:
+    """Kendall's tau-b (scipy); NaN for fewer than two pairs."""
     from scipy.stats import kendalltau
 
+    if len(a) < 2:
+        return float("nan")
     return float(kendalltau(a, b).statistic)
 
 
@@ -390,20 +393,20 @@ def folds_of(n: int, k: int, seed: int) -> list[np.ndarray]:
     return [np.array(sorted(order[i::k])) for i in range(k)]
 
 
-def evaluate(lut: Lut, sums: np.ndarray, rows: list[dict], ms: np.ndarray, part_rows: list[dict[str, tuple[dict, float]]],
+def evaluate(ms: np.ndarray, sums: np.ndarray, featured: list, part_ms: list[dict[str, float]], keyed: list,
              k: int, seed: int) -> dict[str, np.ndarray]:
-    """Out-of-fold predictions of both predictors: each point predicted by a fit on the other folds (the model
-    also learns from the parts of those points only, none that a held-out point contains)."""
+    """Out-of-fold predictions of both predictors: each point predicted by a fit on the other folds. The LUT
+    sums a held-out point's measured parts; the model estimates every part of it, fitted only on parts of the
+    other points that no held-out point contains."""
     predicted = {"lut": np.zeros_like(ms), "model": np.zeros_like(ms)}
     for held in folds_of(len(ms), k, seed):
         train = np.setdiff1d(np.arange(len(ms)), held)
-        fitted = lut.fit(sums[train], ms[train])
-        predicted["lut"][held] = fitted.scale * sums[held] + fitted.overhead_ms
-        unseen = {key for i in held for key in part_rows[i]}
-        known = {key: row for i in train for key, row in part_rows[i].items() if key not in unseen}
-        model = LinearModel.fit([rows[i] for i in train] + [f for f, _ in known.values()],
-                                np.concatenate([ms[train], [t for _, t in known.values()]]))
-        predicted["model"][held] = [model.predict_features(rows[i]) for i in held]
+        lut = Network.fit(sums[train], ms[train])
+        predicted["lut"][held] = [lut(sums[i]) for i in held]
+        unseen = {p.key for i in held for p, _ in keyed[i]}
+        rows = {p.key: (f, part_ms[p.key]) for i in train for (p, _), (f, _) in zip(keyed[i], featured[i]) if p.key not in unseen}
+        linear = LinearModel.fit([f for f, _ in rows.values()], np.array([t for _, t in rows.values()]))
+        predicted["model"][held] = [lut(s) for s in _modelled_sums(linear, [featured[i] for i in held])]
     return predicted
 
 
@@ -468,14 +471,10 @@ def fit(points: dict[str, dict], measured_parts: dict[str, dict], device: dict, 
     specs = [spec_from_data(points[i]["spec"], f"point {i}") for i in ids]
     ms = np.array([points[i]["ms"] for i in ids])
     keyed = [parts(s, img_size, num_classes) for s in specs]
-    lut = Lut(measured_parts)
-    sums = np.array([lut.total(k) for k in keyed])
-    rows = [features(s, img_size, num_classes) for s in specs]
-    part_rows = [  # each point's parts: key -> (features, measured ms), the model's training rows beside the networks
-        {p.key: (f, measured_parts[p.key]["ms"]) for (p, _), (f, _) in zip(k, part_features(s, img_size, num_classes))}
-        for s, k in zip(specs, keyed)
-    ]
-    predicted = evaluate(lut, sums, rows, ms, part_rows, folds, seed)
+    featured = [part_features(s, img_size, num_classes) for s in specs]
+    part_ms = {key: entry["ms"] for key, entry in measured_parts.items()}
+    sums = np.array([sum(n * part_ms[p.key] for p, n in k) for k in keyed])
+    predicted = evaluate(ms, sums, featured, part_ms, keyed, folds, seed)
     evaluation = {p: score(predicted[p], ms) for p in PREDICTORS}
     spreads = np.array([points[i]["iqr_ms"] / points[i]["ms"] for i in ids])
     evaluation["measurement"] = {
@@ -484,11 +483,12 @@ def fit(points: dict[str, dict], measured_parts: dict[str, dict], device: dict, 
     }
     evaluation["folds"] = folds
     evaluation["held_out"] = {p: [round(float(x), 4) for x in predicted[p]] for p in PREDICTORS}
-    every_part = {key: row for pr in part_rows for key, row in pr.items()}
-    model = LinearModel.fit(rows + [f for f, _ in every_part.values()], np.concatenate([ms, [t for _, t in every_part.values()]]))
+    rows = {p.key: f for k, fs in zip(keyed, featured) for (p, _), (f, _) in zip(k, fs)}
+    linear = LinearModel.fit(list(rows.values()), np.array([part_ms[key] for key in rows]))
     return LatencyTable(
-        device=device, protocol=protocol, points=points, lut=lut.fit(sums, ms), model=model,
-        predictor=choose(evaluation), evaluation=evaluation, provenance={**(provenance or {}), "seed": seed},
+        device=device, protocol=protocol, points=points, parts=measured_parts, network=Network.fit(sums, ms),
+        linear=linear, predictor=choose(evaluation),
+        evaluation=evaluation, provenance={**(provenance or {}), "seed": seed},
     )
 
 
@@ -504,6 +504,5 @@ def draw(space, budget: int, points: int, seed: int, presets: bool = True) -> li
 
 
 __all__ = [
-    "FORMAT", "LatencyTable", "LinearModel", "Lut", "Part", "build", "build_part", "draw", "features", "fit", "part_features",
-    "parts",
+    "FORMAT", "LatencyTable", "LinearModel", "Network", "Part", "build", "build_part", "draw", "fit", "part_features", "parts",
 ]
