@@ -28,8 +28,8 @@ from .errors import NasError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # wall: elapsed time, what a user waits. cpu: this process's CPU time on one thread, which the other processes
-# of a shared machine barely move (measured here at load average 12 on 2 cores: medians within 7% between
-# passes, where wall-clock medians moved 2x); it stands in for the wall time of a quiet machine.
+# of a shared machine barely move (at load average 12 on 2 cores, two passes over two micro networks: CPU-time
+# medians 0.5% and 6% apart, wall-clock medians 1.4x and 1.6x); it stands in for a quiet machine's wall time.
 CLOCKS = {"wall": None, "cpu": time.process_time}
 THROUGHPUT_BATCH = {"cpu": 8, "cuda": 64}  # the default throughput batch per device type (CPU: a few seconds a figure)
 

@@ -26,7 +26,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,23 +51,28 @@ class Part:
 
 
 def _block_parts(spec, stage_index: int, size: tuple[int, int]) -> dict[bool, Part]:
-    """The stage's block, unshifted and (where a mixer shifts on this map) shifted, with how many of each."""
-    stage = spec.stages[stage_index].model_dump(mode="json", exclude_none=True)
-    stage.pop("depth")
-    stage.pop("pos_embed", None)
+    """The stage's block unshifted (False) and, where a mixer shifts on this map, shifted (True)."""
+    from .geometry import local_geometry
+
+    stage = spec.stages[stage_index]
+    body = stage.model_dump(mode="json", exclude_none=True)
+    body.pop("depth")
+    body.pop("pos_embed", None)
     arch = {"norm": spec.norm, "act": spec.act, "layer_scale": spec.layer_scale}
+    variants = [False]
+    if stage.depth > 1 and any(local_geometry(m, size, True)[1] for _, m, _ in stage.mixer_widths()):
+        variants.append(True)
     out = {}
-    for shifted in (False, True):
-        body = dict(stage)
+    for shifted in variants:
+        block = dict(body)
         for key in ("mixer", "second_mixer"):
-            if key in body:
-                mixer = canonical_mixer(body[key], size, depth=2)
+            if key in block:
+                mixer = canonical_mixer(block[key], size, depth=2)
                 if "shift" in mixer:
                     mixer["shift"] = bool(shifted and mixer["shift"])
-                body[key] = mixer
-        data = {"part": "block", "stage": body, "arch": arch, "size": list(size)}
-        shifts = any(body.get(k, {}).get("shift") for k in ("mixer", "second_mixer"))
-        what = f"stage {stage_index + 1} block {stage['dim']} @ {size[0]}x{size[1]}" + (" shifted" if shifts else "")
+                block[key] = mixer
+        data = {"part": "block", "stage": block, "arch": arch, "size": list(size)}
+        what = f"stage {stage_index + 1} block {stage.dim} @ {size[0]}x{size[1]}" + (" shifted" if shifted else "")
         out[shifted] = Part(digest(data), "block", what, data)
     return out
 
@@ -83,11 +88,11 @@ def parts(spec, img_size: int = 224, num_classes: int = 1000, in_chans: int = 3)
             down = {"part": "downsample", "kind": spec.downsample, "cin": dims[i - 1], "cout": dims[i], "size": list(sizes[i - 1])}
             out.append((Part(digest(down), "downsample", f"downsample {dims[i - 1]} -> {dims[i]}", down), 1))
         blocks = _block_parts(spec, i, sizes[i])
-        shifted = sum(is_shifted(b) for b in range(stage.depth))
-        if blocks[True].key == blocks[False].key:
-            out.append((blocks[False], stage.depth))
+        if True in blocks:
+            shifted = sum(is_shifted(b) for b in range(stage.depth))
+            out += [(blocks[False], stage.depth - shifted), (blocks[True], shifted)]
         else:
-            out += [(p, n) for p, n in ((blocks[False], stage.depth - shifted), (blocks[True], shifted)) if n]
+            out.append((blocks[False], stage.depth))
     head = {
         "part": "head", "stage_norm": spec.stage_norm, "head_ratio": spec.head_ratio, "head_width": spec.head_width,
         "dim": dims[-1], "size": list(sizes[-1]), "classes": num_classes,
@@ -153,7 +158,7 @@ def part_features(spec, img_size: int = 224, num_classes: int = 1000, in_chans: 
             out.append(({"downsample macs": down, "downsample elements": pixels * (dims[i] + 4 * dims[i - 1]), "downsample calls": 1}, 1))
         shifted = sum(is_shifted(b) for b in range(stage.depth))
         plain = _block_features(stage, size, False)
-        if shifted and any(local_geometry(m, size, True)[1] for _, m, _ in stage.mixer_widths()):
+        if shifted and any(local_geometry(m, size, True)[1] for _, m, _ in stage.mixer_widths()):  # as `_block_parts`
             out += [(plain, stage.depth - shifted), (_block_features(stage, size, True), shifted)]
         else:  # no mixer shifts on this map: one part, as in `parts`
             out.append((plain, stage.depth))
@@ -207,8 +212,12 @@ class LinearModel:
     names: list[str]
     coef: list[float]
 
+    def __post_init__(self):
+        self._by_name = dict(zip(self.names, self.coef))
+
     def predict_features(self, feats: dict[str, float]) -> float:
-        return float(sum(c * feats.get(n, 0.0) for n, c in zip(self.names, self.coef)))
+        by_name = self._by_name
+        return float(sum(by_name.get(n, 0.0) * v for n, v in feats.items()))
 
     @classmethod
     def fit(cls, rows: list[dict[str, float]], ms: np.ndarray) -> "LinearModel":
@@ -440,9 +449,10 @@ def build(
     networks_seconds = time.perf_counter() - started
     distinct = {p.key: p for s in specs for p, _ in parts(s, protocol.img_size, protocol.num_classes)}
     measured_parts: dict[str, dict] = {}
+    channels_first = replace(part_protocol, channels_last=False)  # a part's input is channels-last already
     for i, part in enumerate(distinct.values(), 1):
         module, example = build_part(part)
-        timing = time_module(module, example, part_protocol)
+        timing = time_module(module, example, part_protocol if part.kind == "stem" else channels_first)
         measured_parts[part.key] = {"what": part.what, "ms": round(timing.median_ms, 5), "iqr_ms": round(timing.iqr_ms, 5)}
         if i % 25 == 0 or i == len(distinct):
             say(f"parts {i}/{len(distinct)} timed")
