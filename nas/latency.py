@@ -143,7 +143,7 @@ def print_evaluation(t) -> None:
     if "lut_coverage_of_fresh_draws" in e:
         out.print(
             f"LUT coverage: {e['lut_coverage_of_fresh_draws']:.0%} of 100 fresh draws have every part in the table "
-            "(the others are answered by the model)", markup=False,
+            "(the model estimates the parts of the others)", markup=False,
         )
     p = t.provenance
     load = p.get("load_average_end", [0])[0]

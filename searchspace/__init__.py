@@ -1,4 +1,4 @@
-"""What a network is and what it costs: spec, space files, token mixer, blocks, builder, cost, presets.
+"""What a network is and what it costs: spec, space files, token mixer, blocks, builder, cost, presets, latency.
 
 The lowest layer (DESIGN §5): imports torch, timm, pydantic and yaml, never trials, dashboards or nas.
 """
