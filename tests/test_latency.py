@@ -72,7 +72,7 @@ def test_a_protocol_this_machine_cannot_run_is_refused_in_one_line(args, message
 def test_latency_measure_json_gives_ms_img_s_spread_and_device_per_network():
     result = run("latency", "measure", "u_dwconv_micro", "u_pvt_micro", "--img-size", "32", "--batch", "2",
                  "--min-runs", "3", "--threads", "1", "--json")
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert [r["name"] for r in rows] == ["u_dwconv_micro", "u_pvt_micro"]
     for row in rows:
         assert row["latency_ms"] > 0 and row["latency_iqr_ms"] >= 0 and row["images_per_second"] > 0
@@ -84,10 +84,10 @@ def test_arch_show_latency_adds_a_latency_block(monkeypatch):
 
     default = nas.latency.protocol_of  # nas latency measure's defaults, on one thread (the tests share 2 cores)
     monkeypatch.setattr(nas.latency, "protocol_of", lambda **options: default(threads=1, **options))
-    data = json.loads(run("arch", "show", "u_dwconv_micro", "--img-size", "32", "--latency", "--json").output)
+    data = json.loads(run("arch", "show", "u_dwconv_micro", "--img-size", "32", "--latency", "--json").stdout)
     assert data["latency"]["latency_ms"] > 0 and data["latency"]["protocol"]["img_size"] == 32
     assert data["macs"] == data["latency"]["macs"]
-    assert "latency" not in json.loads(run("arch", "show", "u_dwconv_micro", "--json").output)
+    assert "latency" not in json.loads(run("arch", "show", "u_dwconv_micro", "--json").stdout)
 
 
 def test_arch_list_latency_puts_measured_img_s_beside_the_papers_and_ranks_them(monkeypatch):
@@ -186,7 +186,7 @@ def test_an_unmeasured_point_is_predicted_without_building_a_network(tiny_table,
 
 def test_latency_predict_says_what_answered(tiny_table):
     path, specs = tiny_table
-    data = json.loads(run("latency", "predict", str(path), "swin_t", "--json").output)
+    data = json.loads(run("latency", "predict", str(path), "swin_t", "--json").stdout)
     assert data["predictions"][0]["source"] in ("lut+model", "model") and data["predictions"][0]["ms"] > 0
     assert data["device"]["threads"] == 1
 
