@@ -62,7 +62,9 @@ def arch():
 
 @arch.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def arch_list(as_json):
+@click.option("--latency", is_flag=True, help="Also measure each preset here (latency, img/s: minutes on a CPU) beside its published GPU img/s.")
+@click.option("--batch", type=click.IntRange(1), help="With --latency: the throughput batch.  [default: 8 on a CPU, 64 on CUDA]")
+def arch_list(as_json, latency, batch):
     """The presets with their counted params and MACs beside the published figures."""
     from searchspace import TOLERANCE, count, format_macs, format_params, preset, preset_names, published
 
@@ -87,8 +89,17 @@ def arch_list(as_json):
                 "top1": ref.get("top1"),
             }
         )
+    agreement = None
+    if latency:
+        from .latency import preset_throughput, protocol_of
+
+        measured, agreement = preset_throughput([r["name"] for r in rows], protocol_of(batch=batch))
+        for row, figures in zip(rows, measured):
+            row.update(figures)
     if as_json:
-        return emit_json(rows)
+        return emit_json({"presets": rows, "throughput_agreement": agreement} if latency else rows)
+    if latency:
+        return _arch_list_latency(rows, agreement)
     table(
         "Presets (MACs of one 224x224 image, 1000 classes)",
         ["name", "id", "params", "published", "MACs", "published ", "ok", "ImageNet top-1"],
@@ -115,7 +126,8 @@ def arch_list(as_json):
 @click.option("--img-size", default=224, show_default=True, type=click.IntRange(8, 4096))
 @click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(0))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def arch_show(name, img_size, num_classes, as_json):
+@click.option("--latency", is_flag=True, help="Also measure its latency and throughput here (nas latency measure's protocol and defaults).")
+def arch_show(name, img_size, num_classes, as_json, latency):
     """One architecture (a preset NAME or a spec / exported config FILE): spec, params, MACs by stage."""
     from searchspace import cost_by_part, format_macs, format_params, load_spec
 
@@ -123,9 +135,15 @@ def arch_show(name, img_size, num_classes, as_json):
     parts = cost_by_part(spec, img_size=img_size, num_classes=num_classes)
     params = sum(c.params for _, c in parts)
     macs = sum(c.macs for _, c in parts)
+    measured = None
+    if latency:
+        from .latency import latency_block, protocol_of
+
+        measured = latency_block(spec, protocol_of(img_size=img_size, num_classes=num_classes))
     if as_json:
         return emit_json(
             {
+                **({"latency": measured} if latency else {}),
                 "name": spec.name,
                 "id": spec.id,
                 "params": params,
@@ -139,7 +157,12 @@ def arch_show(name, img_size, num_classes, as_json):
     out.print(f"[bold]{spec.label}[/bold]  id {spec.id}")
     if spec.notes:
         out.print(spec.notes, markup=False)
-    out.print(f"{format_params(params)} params, {format_macs(macs)} MACs at {img_size}x{img_size}, {num_classes} classes\n")
+    out.print(f"{format_params(params)} params, {format_macs(macs)} MACs at {img_size}x{img_size}, {num_classes} classes")
+    if measured:
+        from .latency import print_latency_block
+
+        print_latency_block(measured)
+    out.print()
     table(
         None,
         ["part", "params", "MACs", "share of MACs"],
@@ -464,6 +487,108 @@ def confirm(study_name, storage, data, presets, seed, address, cpus_per_trial, g
     if as_json:
         return emit_json(result)
     Results.of(load_study(storage, study_name)).print()
+
+
+def _arch_list_latency(rows: list[dict], agreement: dict) -> None:
+    """`nas arch list --latency` for people: measured latency and img/s beside the published GPU img/s."""
+    from searchspace import format_macs
+
+    table(
+        f"Presets measured here (batch 1; img/s at batch {agreement['throughput_batch']}) beside their papers' GPU throughput",
+        ["name", "MACs", "ms", "img/s here", "img/s published", "ImageNet top-1"],
+        [
+            (r["name"], format_macs(r["macs"]), f"{r['latency_ms']:.1f} ± {r['latency_iqr_ms'] / 2:.1f}",
+             f"{r['images_per_second']:.1f}", r["published_images_per_second"] or "", r["top1"])
+            for r in rows
+        ],
+        right=["MACs", "ms", "img/s here", "img/s published", "ImageNet top-1"],
+    )
+    tau = agreement["kendall_tau"]
+    out.print(
+        f"rank agreement of img/s here and published: Kendall tau {tau:+.2f} over the {agreement['presets']} presets that publish one"
+        if tau is not None else "fewer than 3 presets publish a throughput: no rank agreement",
+        markup=False,
+    )
+    out.print(f"device: {rows[0]['device']}", markup=False)
+
+
+# --- nas latency --------------------------------------------------------------------------------------------
+def protocol_options(f):
+    """The timing protocol's options (searchspace.latency.Protocol), shared by nas latency measure and build."""
+    return _options(
+        click.option("--img-size", default=224, show_default=True, type=click.IntRange(8, 4096)),
+        click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(1)),
+        click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]), help="bf16 and fp16 (autocast) on CUDA only."),
+        click.option("--threads", type=click.IntRange(1), help="torch threads.  [default: torch's, one per core]"),
+        click.option("--channels-last", is_flag=True, help="Run the network and its input in channels-last memory format."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
+        click.option("--clock", default="wall", show_default=True, type=click.Choice(["wall", "cpu"]),
+                     help="wall: elapsed time. cpu: this process's CPU time on one thread (needs --threads 1): barely moved by other processes, for a shared machine."),
+        click.option("--min-runs", default=15, show_default=True, type=click.IntRange(3), help="Timed runs at least (blocks of calls; the median is reported)."),
+    )(f)
+
+
+@main.group()
+def latency():
+    """Measured latency beside MACs: measure architectures here, build a per-device predictor, predict from it."""
+
+
+@latency.command("measure")
+@click.argument("refs", nargs=-1, required=True, metavar="NAME|FILE...")
+@click.option("--batch", type=click.IntRange(0), help="The throughput batch (0: latency only).  [default: 8 on a CPU, 64 on CUDA]")
+@protocol_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per architecture).")
+def latency_measure(refs, batch, img_size, num_classes, dtype, threads, channels_last, device, clock, min_runs, as_json):
+    """Latency (batch 1, ms) and throughput (img/s) of full-size networks on this machine, with their spread.
+
+    Each in eval mode under torch.inference_mode, timed by torch.utils.benchmark: warm-up, then at least
+    --min-runs timed runs; the median, its interquartile range, and the device (CPU, cores, threads, GPU,
+    torch and CUDA versions, load average when measured).
+    """
+    from .latency import measure, protocol_of
+
+    protocol = protocol_of(img_size, num_classes, batch, dtype, threads, channels_last, device, clock, min_runs)
+    measure(list(refs), protocol, as_json)
+
+
+@latency.command("build")
+@click.option("--points", default=40, show_default=True, type=click.IntRange(1), help="Points of the space measured besides the presets.")
+@click.option("-o", "--output", required=True, help="The predictor file to write, e.g. lat-laptop.json.")
+@click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
+@budget_option(default="4.5G", help="MACs budget the points (and presets) are drawn within.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the points drawn and of the folds.")
+@click.option("--presets/--no-presets", default=True, show_default=True, help="Measure the presets within the budget too.")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(2), help="Held-out folds the predictors are compared on.")
+@protocol_options
+@click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
+def latency_build(points, output, space_file, budget, seed, presets, folds, img_size, num_classes, dtype, threads,
+                  channels_last, device, clock, min_runs, as_json):
+    """Measure the presets and --points points here and fit a latency predictor for this device.
+
+    Two predictors, compared on held-out points (k-fold): a lookup table of the networks' parts (stem, each
+    stage's block at its map size, downsampling, head: each timed once, summed, plus a fitted overhead) and
+    a linear model of spec features (MACs by kind, elements, calls). The file holds the device, the
+    protocol, every measured point (answered as measured), both predictors and their held-out figures, and
+    names the better one as its predictor.
+    """
+    from .latency import build, protocol_of
+
+    protocol = protocol_of(img_size, num_classes, 0, dtype, threads, channels_last, device, clock, min_runs)
+    opts = dict(space=space_file, budget=budget, points=points, seed=seed, presets=presets, folds=folds, protocol=protocol)
+    build(opts, output, as_json)
+
+
+@latency.command("predict")
+@click.argument("table_path", metavar="TABLE")
+@click.argument("refs", nargs=-1, required=True, metavar="NAME|FILE...")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def latency_predict(table_path, refs, as_json):
+    """Latency (batch 1, ms) of architectures from a predictor file of nas latency build, and what answered:
+    measured (the file measured it), lut or model."""
+    from .latency import predict
+
+    predict(table_path, list(refs), as_json)
+
 
 
 # --- nas bench ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What a network is and what it costs: spec, space files, token mixer, blocks, builder, cost, presets.
+"""What a network is and what it costs: spec, space files, token mixer, blocks, builder, cost, presets, latency.
 
 The lowest layer (DESIGN §5): imports torch, timm, pydantic and yaml, never trials, dashboards or nas.
 """
@@ -15,6 +15,7 @@ from .spec import ArchSpec, MixerSpec, StageSpec, spec_from_data
 _LAZY = {
     "build_model": "model", "cost_by_part": "model", "count": "model", "measure": "model", "stage_sizes": "model",
     "DEFAULT_SPACE": "space", "SearchSpace": "space", "load_space": "space",
+    "measure_latency": "latency", "LatencyTable": "latency_table",
 }
 
 
@@ -27,6 +28,7 @@ def __getattr__(name: str):
 __all__ = [
     "CONVENTION",
     "DEFAULT_SPACE",
+    "LatencyTable",
     "TOLERANCE",
     "ArchSpec",
     "Cost",
@@ -44,6 +46,7 @@ __all__ = [
     "load_space",
     "load_spec",
     "measure",
+    "measure_latency",
     "measure_macs",
     "parse_macs",
     "preset",

@@ -37,7 +37,8 @@ def preset(name: str) -> ArchSpec:
 
 
 def published(name: str) -> dict:
-    """The seed paper's figures for a preset: params_m, macs_g, top1, source (and notes)."""
+    """The seed paper's figures for a preset: params_m, macs_g, top1, source (and notes); img_s: its published
+    GPU throughput (images/s), where the paper gives one."""
     return dict(_preset_documents()[name].get("published", {}))
 
 
