@@ -15,7 +15,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FixedTrial
-from ray.tune.experiment import Trial
+from ray.tune.experiment import Trial  # the type; made by ray_internals.stand_in_trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
@@ -23,6 +23,7 @@ from searchspace import ArchSpec, NasError, SearchSpace, count
 from trials import record as R
 
 from .bench import Table, TablePoint
+from .ray_internals import stand_in_trial
 from .scheduler import make_scheduler
 from .search import evaluations_per_epoch
 from .searcher import StudySearcher, Tally
@@ -173,7 +174,7 @@ def replay(
         if config is None or config == Searcher.FINISHED:
             return
         point = table.point(config["spec_id"])
-        trial = Trial("__replay", config=config, trial_id=trial_id, stub=True)
+        trial = stand_in_trial(trial_id, config)
         rungs.on_trial_add(None, trial)
         running[trial_id] = run = _Running(trial, point, _results(point, every), clock)
         log.append((clock, trial_id, point.id, "start"))

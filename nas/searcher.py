@@ -23,6 +23,7 @@ from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from dashboards.optuna_internals import new_trial, queued_params, record_heartbeat
 from searchspace import ArchSpec, SearchSpace, count, format_macs, preset_by_id
 from trials import ProxyRecipe
 from trials import record as R
@@ -215,7 +216,7 @@ class StudySearcher(Searcher):
             self.study.sampler = RandomSampler()  # decides nothing: a queued trial fixes its parameters
             trial = self.study.ask()
             self.beat(trial)
-            if trial.params or R.SPEC in trial.user_attrs or "fixed_params" in self.study._storage.get_trial_system_attrs(trial._trial_id):
+            if trial.params or R.SPEC in trial.user_attrs or queued_params(trial) is not None:
                 spec = R.spec_of(trial) or self.space.suggest(trial)
                 return trial, (spec if self._claim(trial, spec) else None)
             self._step_back(trial, "not trained: another search took the queued point meanwhile")
@@ -238,7 +239,7 @@ class StudySearcher(Searcher):
             state=TrialState.RUNNING, params=draft.params, distributions=draft.distributions, user_attrs=self._record(spec),
             constraints={R.BUDGET_CONSTRAINT: count(spec).macs - self.budget},
         )
-        trial = optuna.trial.Trial(self.study, self.study._storage.create_new_trial(self.study._study_id, template_trial=template))
+        trial = new_trial(self.study, template)
         self.beat(trial)
         return trial
 
@@ -380,10 +381,9 @@ class StudySearcher(Searcher):
     def beat(self, trial: optuna.Trial | None = None) -> None:
         """Record a heartbeat for one trial, or for every trial in training (see nas.search._Heartbeat):
         a killed search's trials stop beating and are failed by the live searches on the study."""
-        storage = self.study._storage  # the study's RDBStorage; Optuna has no public accessor
         for t in [trial] if trial is not None else list(self._live.values()):
             try:
-                storage.record_heartbeat(t._trial_id)
+                record_heartbeat(t)
             except Exception:  # a trial finished meanwhile, an in-memory study, a storage hiccup: next beat
                 pass
 
