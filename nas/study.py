@@ -196,7 +196,7 @@ def open_search_study(
                     now = f"{space.source} (sha256 {now[:12]}), whose content differs"
                 raise NasError(
                     f"study {name!r} was run with {label} {was}, not {now}; one study holds one space, budget, data "
-                    "set and fidelity: use the same options or another --study-name"
+                    "set and fidelity: use the same options or another --study"
                 )
     if not resumed or R.STUDY_RECIPE_KEY not in study.user_attrs:
         if not resumed:
