@@ -38,13 +38,11 @@ ARCHITECTURE = "nas_unified"  # the name `nas` registers the builder under with 
 
 def as_spec(spec) -> ArchSpec:
     """An ArchSpec from a spec, a preset name, a spec/config file path, or a mapping."""
-    from .presets import load_spec
+    from .presets import load_spec, spec_from_data
 
     if isinstance(spec, ArchSpec):
         return spec
     if isinstance(spec, dict):
-        from .spec import spec_from_data
-
         return spec_from_data(spec, "spec")
     return load_spec(str(spec) if isinstance(spec, Path) else spec)
 
