@@ -106,7 +106,8 @@ class DraftStudy:
     def repeat(self, draft: optuna.Trial) -> None:
         self.study.tell(draft, state=TrialState.PRUNED)
 
-    def answered(self, draft: optuna.Trial, top1: float, macs: int) -> None:
+    def proxy_twin(self, draft: optuna.Trial, top1: float, macs: int) -> None:
+        """A draw whose proxy network was trained under another spec: told that training's top-1, at its own MACs."""
         draft.set_constraint(R.BUDGET_CONSTRAINT, 0.0)
         self.study.tell(draft, [top1, macs])
 

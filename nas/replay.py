@@ -160,7 +160,7 @@ def replay(
         raise NasError(f"the table has {table.evaluations_per_epoch} evaluations an epoch; --scheduler {scheduler} needs {every}")
     study = optuna.create_study(directions=list(R.DIRECTIONS))
     searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, table.full_trainings(budget_seconds, workers)), seed)
-    rungs = make_scheduler(scheduler, table.recipe.epochs)
+    trial_scheduler = make_scheduler(scheduler, table.recipe.epochs)
     log, trace, complete, events = [], [(0.0, 0.0)], [], []
     running: dict[str, _Running] = {}
     clock, thinking = 0.0, 0.0
@@ -175,14 +175,14 @@ def replay(
             return
         point = table.point(config["spec_id"])
         trial = stand_in_trial(trial_id, config)
-        rungs.on_trial_add(None, trial)
+        trial_scheduler.on_trial_add(None, trial)
         running[trial_id] = run = _Running(trial, point, _results(point, every), clock)
         log.append((clock, trial_id, point.id, "start"))
         heapq.heappush(events, (run.arrival(0), int(trial_id), 0))
 
     def finish(run: _Running) -> None:
         del running[run.trial.trial_id]
-        rungs.on_trial_complete(None, run.trial, run.last)
+        trial_scheduler.on_trial_complete(None, run.trial, run.last)
         before = searcher.tally.complete
         searcher.on_trial_complete(run.trial.trial_id, run.last)
         if searcher.tally.complete > before:
@@ -196,7 +196,7 @@ def replay(
         clock, number, k = heapq.heappop(events)
         run = running[f"{number:05d}"]
         run.last = result = run.results[k]
-        decision = rungs.on_trial_result(None, run.trial, result)
+        decision = trial_scheduler.on_trial_result(None, run.trial, result)
         log.append((clock, run.trial.trial_id, run.point.id, f"result {k}: {decision}"))
         if decision != TrialScheduler.STOP:
             searcher.on_trial_result(run.trial.trial_id, result)

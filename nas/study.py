@@ -206,7 +206,7 @@ def open_search_study(
     return study, resumed
 
 
-def settles(t: optuna.trial.FrozenTrial) -> bool:
+def settles_its_point(t: optuna.trial.FrozenTrial) -> bool:
     """Whether a stored trial settles its point, so that it is never queued again: trained (COMPLETE, or
     PRUNED after training), in training, or failed in its own training (diverged, out of memory: a retry
     fails the same way). A point whose trial was interrupted (a stopped search) or not trained (a
