@@ -14,7 +14,7 @@ import click
 from searchspace.geometry import WINDOW_RULES
 from trials.recipe import BASES, BENCH_RECIPE, REFERENCE_RECIPE, ProxyRecipe
 
-from . import __version__
+from . import DEFAULT_STORAGE, __version__
 from .console import emit_json, err, fail, out, table
 
 
@@ -65,19 +65,26 @@ def arch():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def arch_list(as_json):
     """The presets with their counted params and MACs beside the published figures."""
-    from searchspace import TOLERANCE, count, format_macs, format_params, preset, preset_names, published
+    from pathlib import Path
 
+    import searchspace
+    from searchspace import TOLERANCE, format_macs, format_params, preset_names, published
+
+    from .cache import memo, source_digest
+
+    # Counting needs the builder's modules, which load torch (seconds); the figures depend only on searchspace's
+    # code and preset files, so they are kept in the cache folder and counted again when those change.
+    counted = memo("presets.json", source_digest(Path(searchspace.__file__).parent), _count_presets)
     rows = []
     for name in preset_names():
-        spec = preset(name)
-        params, macs = count(spec)
+        spec_id, params, macs = counted[name]
         ref = published(name)
         dp = params / (ref["params_m"] * 1e6) - 1
         dm = macs / (ref["macs_g"] * 1e9) - 1
         rows.append(
             {
                 "name": name,
-                "id": spec.id,
+                "id": spec_id,
                 "params": params,
                 "macs": macs,
                 "published_params": int(ref["params_m"] * 1e6),
@@ -109,6 +116,12 @@ def arch_list(as_json):
         right=["params", "MACs", "ImageNet top-1"],
     )
     out.print(f"tolerance: params {TOLERANCE['params']:.0%}, MACs {TOLERANCE['macs']:.0%}")
+
+
+def _count_presets() -> dict[str, list]:
+    from searchspace import count, preset, preset_names
+
+    return {name: [preset(name).id, *count(preset(name))] for name in preset_names()}
 
 
 @arch.command("show")
@@ -255,8 +268,6 @@ def _bytes(ctx, param, value):
 
 
 def storage_option(f):
-    from .study import DEFAULT_STORAGE
-
     return click.option(
         "--storage", default=DEFAULT_STORAGE, show_default=True, envvar="NAS_STORAGE",
         help="SQLAlchemy URL of the study storage (SQLite file, PostgreSQL, MySQL), or grpc://HOST:PORT of a `nas storage-proxy`.",

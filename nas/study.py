@@ -22,12 +22,12 @@ from searchspace import NasError, format_macs
 from trials import ProxyRecipe
 from trials import record as R
 
+from . import DEFAULT_STORAGE  # noqa: F401  (where the commands' options find it)
 from .trial_cache import DiskCachedStorage
 
 if TYPE_CHECKING:
     from searchspace import SearchSpace
 
-DEFAULT_STORAGE = "sqlite:///nas_studies.db"
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 # A trial whose process stops (kill -9, a lost machine) is failed after this many seconds without a
 # heartbeat, and its point re-queued once (Optuna's RetryFailedTrialCallback).
