@@ -56,6 +56,8 @@ def write(relative: str, data: bytes) -> bool:
     part = f"{path.name}.{os.getpid()}.part"
     try:
         with _folder(path.parent, create=True) as folder:
+            with suppress(FileNotFoundError):  # left by a killed process of the same id
+                os.unlink(part, dir_fd=folder)
             fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
             try:
                 with open(fd, "wb") as f:
