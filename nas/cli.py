@@ -290,18 +290,17 @@ def study_option(help: str):
     return click.option("--study", "--study-name", "study_name", help=help)
 
 
-RAY_FIELDS = ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_memory_per_trial")
-
-
 def ray_options(f):
     """Where and how the trials run, the same options on every command that trains; the command gets them as
-    one `ray` argument (nas.search.RayOptions)."""
+    one `ray` argument (nas.search.RayOptions, whose fields the options are named after)."""
 
     @functools.wraps(f)
     def command(*args, **kwargs):
+        from dataclasses import fields
+
         from .search import RayOptions
 
-        return f(*args, ray=RayOptions(**{name: kwargs.pop(name) for name in RAY_FIELDS}), **kwargs)
+        return f(*args, ray=RayOptions(**{field.name: kwargs.pop(field.name) for field in fields(RayOptions)}), **kwargs)
 
     return _options(
         click.option("--address", help="Join an existing Ray cluster (ray://host:10001 or host:6379).  [default: local Ray]"),
