@@ -1,28 +1,36 @@
 # Two commands do all set-up on a fresh machine:  make search   and   make test
-# (a virtual environment in .venv, the package and its test extras, the embedded default data).
+# (a virtual environment in .venv, the package (make test: with its test extras), the embedded default data).
 VENV ?= .venv
 PYTHON ?= python3
 BUDGET ?= 4.5G
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: search test install data test-deps benchmark clean
+.PHONY: search test install install-test data test-deps benchmark clean
 
 search: install data
 	$(BIN)/nas search --budget $(BUDGET)
 
 # Two test processes (pytest-xdist): most tests wait on subprocesses, Ray and servers, so two share 2 cores well.
 TEST_WORKERS ?= 2
-test: install test-deps
+test: install-test test-deps
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 
 install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
 
-# torch==2.14.1 and torchvision==0.29.1 are pinned in pyproject.toml; pip takes them from local files.
-$(VENV)/.installed: pyproject.toml
+# pyproject.toml takes version ranges; constraints.txt holds the exact torch and torchvision, which pip takes
+# from local files.
+PIP_INSTALL := $(BIN)/python -m pip install -qq -c constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --upgrade pip
-	$(BIN)/python -m pip install -qq -e '.[test]'
+	$(PIP_INSTALL) -e .
+	touch $@
+
+# The package with its test extras (pytest, pytest-xdist, psycopg2, grpcio): make test only.
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[test]'
 	touch $@
 
 # $(call apt-install,PACKAGES): install the missing Debian packages (sudo when not root); fails if it cannot.
@@ -49,7 +57,7 @@ test-deps:
 
 # Every measurement of benchmarks/ (each prints its figures with their noise; README "Benchmarks"). The slow
 # ones build their studies once and reuse them: scale.py's 10,000-trial studies take an hour on 2 cores.
-benchmark: install test-deps
+benchmark: install-test test-deps
 	$(BIN)/python benchmarks/design_space.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/search.py

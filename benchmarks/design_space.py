@@ -49,8 +49,10 @@ def case_inputs(name: str, batch: int, dim: int, size: int, device: str):
             return TokenMixer(spec, dim, (size, size), shifted=True).to(device), nhwc
         from timm.models.swin_transformer import SwinTransformerBlock
 
+        from searchspace.timm_internals import swin_window_attention
+
         block = SwinTransformerBlock(dim, (size, size), num_heads=heads, window_size=7, shift_size=3).to(device)
-        return block._attn, nhwc
+        return swin_window_attention(block), nhwc
     if name in ("dynamic_ours", "dynamic_ref"):
         groups = max(1, dim // 32)
         weights = torch.randn(batch, groups, 49, size, size, device=device, requires_grad=True)

@@ -285,9 +285,9 @@ def front_stops(table: Table, orders: int = 200, seed: int = 0) -> dict:
     stop: the table's points arrive one after another in a random order (`orders` orders), each reporting its
     learning curve to the scheduler until told to stop, as in a search of one worker. Both schedulers share
     their rungs; they differ in how they rank (nas.scheduler)."""
-    from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
+    from nas.ray_internals import stand_in_trial
     from nas.scheduler import make_scheduler
     from trials import record as R
 
@@ -300,7 +300,7 @@ def front_stops(table: Table, orders: int = 200, seed: int = 0) -> dict:
         for name, share in shares.items():
             scheduler, stopped = make_scheduler(name, table.recipe.epochs), 0
             for i in order:
-                p, trial = points[i], Trial("__fake", stub=True)
+                p, trial = points[i], stand_in_trial()
                 scheduler.on_trial_add(None, trial)
                 for progress, top1 in zip(p.curve["progress"], p.curve["proxy_top1"], strict=True):
                     result = {"progress": progress, "epoch": int(progress), R.PROXY_TOP1: top1, R.MACS: p.macs}

@@ -56,6 +56,7 @@ def build_study(url: str, name: str, trials: int, artifact_dir: Path, seed: int 
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
     from optuna.trial import TrialState
 
+    from dashboards.optuna_internals import frozen as stored, new_trial
     from nas.export import dump, model_config
     from nas.study import open_search_study, open_storage
     from searchspace import count, format_macs, load_space, parse_macs
@@ -81,7 +82,7 @@ def build_study(url: str, name: str, trials: int, artifact_dir: Path, seed: int 
         scratch.enqueue_trial(space.params_of(spec))
         drawn = scratch.ask()
         space.suggest(drawn)
-        frozen = scratch._storage.get_trial(drawn._trial_id)
+        frozen = drawn  # its parameters and distributions
         attrs = {R.SPEC_ID: spec.id, R.PROXY_ID: recipe.proxy_id(spec)}
         if macs > budget:
             attrs[R.FAIL_REASON] = f"not trained: {format_macs(macs)} MACs is over the budget of {format_macs(budget)}"
@@ -98,9 +99,9 @@ def build_study(url: str, name: str, trials: int, artifact_dir: Path, seed: int 
             state=TrialState.RUNNING, params=frozen.params, distributions=frozen.distributions, user_attrs=attrs,
             constraints={R.BUDGET_CONSTRAINT: macs - budget},
         )
-        trial = optuna.trial.Trial(study, study._storage.create_new_trial(study._study_id, template))
+        trial = new_trial(study, template)
         config = artifact_dir / R.config_file(name, trial.number)
-        config.write_text(dump(model_config(study, study._storage.get_trial(trial._trial_id), url), "yaml"))
+        config.write_text(dump(model_config(study, stored(trial), url), "yaml"))
         upload_artifact(artifact_store=store, file_path=str(config), study_or_trial=trial, mimetype="application/yaml")
         config.unlink()
         study.tell(trial, [top1, macs])

@@ -42,7 +42,7 @@ def run(workers: int, trials: int, storage: str, ray_address: str, env: dict, fo
     searches = [
         subprocess.Popen(
             [str(BIN / "nas"), "search", *TINY, "--trials", str(trials), "--max-concurrent", "1",
-             "--address", ray_address, "--storage", storage, "--study-name", STUDY, "--json"],
+             "--address", ray_address, "--storage", storage, "--study", STUDY, "--json"],
             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for _ in range(workers)  # the same command on every worker, as on the machines of a lab

@@ -21,6 +21,8 @@ import pandas as pd
 from searchspace import published
 from trials import record as R
 
+from .optuna_internals import storage_of
+
 BOOTSTRAP = 2000  # resamples of the panel for each interval
 SIMILAR_MACS = 1.5  # presets within this factor of each other's MACs are compared among themselves
 
@@ -219,7 +221,7 @@ def find_calibration(study: optuna.Study) -> tuple[dict | None, str | None]:
         return None, "recipe and data"
     stored = [
         s.user_attrs[R.STUDY_CALIBRATION]
-        for s in study._storage.get_all_studies()  # the studies' attributes, none of their trials
+        for s in storage_of(study).get_all_studies()  # the studies' attributes, none of their trials
         if s.user_attrs.get(R.STUDY_RECIPE_KEY) == key and R.STUDY_CALIBRATION in s.user_attrs
     ]
     shipped = [c for c in shipped_calibrations() if c.get("recipe_key") == key]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
 from optuna_dashboard import get_note, run_server, save_note, save_plotly_graph_object
 
 from trials import record as R
@@ -21,6 +20,7 @@ from .calibration import find_calibration, summary_line
 from .figures import hypervolume_figure, pareto_figure
 from .front import dominance_report, front_trials
 from .notes import architecture_note
+from .optuna_internals import live_trial, storage_of
 
 FIGURES = ("nas-pareto-front", "nas-hypervolume")  # the saved figures' ids: a fixed id overwrites last time's
 
@@ -42,14 +42,15 @@ def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], st
     notes = 0
     worth_reading = {t.number: t for t in front_trials(study)} | {t.number: t for t in done if t.user_attrs.get(R.PRESET)}
     for frozen in worth_reading.values():
-        trial = optuna.trial.Trial(study, frozen._trial_id)  # notes address live Trial objects
+        trial = live_trial(study, frozen)  # notes address live Trial objects
         if not get_note(trial):
             save_note(trial, architecture_note(frozen))
             notes += 1
     artifacts = 0
     if export is not None and artifact_dir is not None:
         # a trial's own artifact is in its system attributes, which the trial cache holds: no query per trial
-        missing = [t for t in done if not any(key.startswith(ARTIFACTS_ATTR_PREFIX) for key in t.system_attrs)]
+        storage = storage_of(study)
+        missing = [t for t in done if not get_all_artifact_meta(t, storage=storage)]
         on_study = {meta.filename for meta in get_all_artifact_meta(study)} if missing else set()
         missing = [t for t in missing if R.config_file(study.study_name, t.number) not in on_study]
         if missing:

@@ -8,6 +8,7 @@ import importlib.util
 import sys
 
 __version__ = "0.1.0"
+DEFAULT_STORAGE = "sqlite:///nas_studies.db"  # here, not in nas.study: the CLI shows it without loading Optuna
 
 
 def _register_with_timm() -> None:

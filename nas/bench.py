@@ -25,7 +25,7 @@ from trials import ProxyRecipe, data_name, load_proxy_data, zero_cost_scores
 from trials import record as R
 
 from .search import SearchOptions
-from .study import fail_stale_trials, open_search_study, open_storage, settles, space_digest, storage_errors
+from .study import fail_stale_trials, open_search_study, open_storage, settles_its_point, space_digest, storage_errors
 
 DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "benchmarks" / "table-unified-4.5G.json.gz"
 FORMAT = "nas-bench-table/1"
@@ -97,7 +97,7 @@ def build_table(opts: SearchOptions, points: int, export: str | None = None, con
 
 
 def _untrained(study: optuna.Study, specs: list[ArchSpec], recipe: ProxyRecipe) -> list[ArchSpec]:
-    settled = {t.user_attrs.get(R.PROXY_ID) for t in study.get_trials(deepcopy=False) if settles(t)}
+    settled = {t.user_attrs.get(R.PROXY_ID) for t in study.get_trials(deepcopy=False) if settles_its_point(t)}
     return [s for s in specs if recipe.proxy_id(s) not in settled]
 
 
@@ -178,7 +178,7 @@ class Table:
         stored = study.user_attrs
         by_proxy: dict[str, optuna.trial.FrozenTrial] = {}
         for t in study.get_trials(deepcopy=False):
-            if settles(t) and t.state != TrialState.RUNNING:
+            if settles_its_point(t) and t.state != TrialState.RUNNING:
                 known = by_proxy.get(t.user_attrs[R.PROXY_ID])
                 if known is None or t.state == TrialState.COMPLETE:
                     by_proxy[t.user_attrs[R.PROXY_ID]] = t
@@ -210,7 +210,7 @@ class Table:
         """The points a search trained, in trial order, as a table to replay that search with (tests/test_bench.py
         checks that the replay makes the search's decisions): a point its scheduler stopped keeps the curve it
         ran, so a replay that trains it further raises (nas.replay)."""
-        trained = [t for t in study.get_trials(deepcopy=False) if settles(t) and t.state != TrialState.RUNNING]
+        trained = [t for t in study.get_trials(deepcopy=False) if settles_its_point(t) and t.state != TrialState.RUNNING]
         table = cls.from_study(study, space, [R.spec_of(t) for t in trained])
         stopped = {t.user_attrs[R.PROXY_ID] for t in trained if t.state == TrialState.PRUNED}
         return replace(table, points=[replace(p, fail_reason=None) if p.proxy_id in stopped else p for p in table.points])

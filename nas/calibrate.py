@@ -25,7 +25,7 @@ from searchspace.geometry import digest
 from trials import ProxyRecipe, data_name
 from trials import record as R
 
-from .search import SearchOptions, run_search
+from .search import RayOptions, SearchOptions, run_search
 from .study import DEFAULT_STORAGE, load_study, space_digest
 
 ATTENTION_LIKE = ("attention", "hadamard")  # dynamic weights computed from queries and keys
@@ -76,11 +76,7 @@ class CalibrateOptions:
     proxy_seeds: int = 2
     reference: ProxyRecipe = field(default_factory=ProxyRecipe)
     reference_seeds: int = 1
-    address: str | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None
-    max_concurrent: int | None = None
-    max_memory_per_trial: int | None = None
+    ray: RayOptions = field(default_factory=RayOptions)
     artifact_dir: str = "nas-artifacts"
 
 
@@ -105,10 +101,8 @@ def train_panel(opts, panel: list[ArchSpec], role: str, recipe: ProxyRecipe, nam
     run_search(
         SearchOptions(
             budget=opts.budget, space=opts.space, data=opts.data, storage=opts.storage, study_name=name,
-            trials=len(panel), seed=recipe.seed, sampler="random", scheduler="none", address=opts.address,
-            cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial, max_concurrent=opts.max_concurrent,
-            max_memory_per_trial=opts.max_memory_per_trial,
-            recipe=recipe, queue=panel, draws=False, role=role, artifact_dir=opts.artifact_dir,
+            trials=len(panel), seed=recipe.seed, sampler="random", scheduler="none", ray=opts.ray, recipe=recipe,
+            queue=panel, draws=False, role=role, artifact_dir=opts.artifact_dir,
         ),
         console=console,
     )
@@ -162,11 +156,7 @@ class ConfirmOptions:
     recipe: ProxyRecipe = field(default_factory=ProxyRecipe)
     seeds: int = 2
     presets: bool = True
-    address: str | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None
-    max_concurrent: int | None = None
-    max_memory_per_trial: int | None = None
+    ray: RayOptions = field(default_factory=RayOptions)
     artifact_dir: str = "nas-artifacts"
 
 
@@ -193,9 +183,7 @@ def confirm(opts: ConfirmOptions, console=None) -> dict:
         panel.update({preset(n).id: preset(n) for n in preset_names() if count(preset(n)).macs <= budget})
     opts_run = CalibrateOptions(
         budget=budget, space=search.user_attrs.get(R.STUDY_SPACE), data=opts.data, storage=opts.storage,
-        address=opts.address, cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
-        max_concurrent=opts.max_concurrent, max_memory_per_trial=opts.max_memory_per_trial,
-        artifact_dir=opts.artifact_dir,
+        ray=opts.ray, artifact_dir=opts.artifact_dir,
     )
     space = load_space(opts_run.space)
     runs = []

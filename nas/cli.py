@@ -6,6 +6,7 @@ fix) prints one line and exits 2; `nas --debug ...` shows the traceback instead.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import click
@@ -13,7 +14,7 @@ import click
 from searchspace.geometry import WINDOW_RULES
 from trials.recipe import BASES, BENCH_RECIPE, REFERENCE_RECIPE, ProxyRecipe
 
-from . import __version__
+from . import DEFAULT_STORAGE, __version__
 from .console import emit_json, err, fail, out, table
 
 
@@ -66,19 +67,26 @@ def arch():
 @click.option("--batch", type=click.IntRange(1), help="With --latency: the throughput batch.  [default: 8 on a CPU, 64 on CUDA]")
 def arch_list(as_json, latency, batch):
     """The presets with their counted params and MACs beside the published figures."""
-    from searchspace import TOLERANCE, count, format_macs, format_params, preset, preset_names, published
+    from pathlib import Path
 
+    import searchspace
+    from searchspace import TOLERANCE, format_macs, format_params, preset_names, published
+
+    from .cache import memo, source_digest
+
+    # Counting needs the builder's modules, which load torch (seconds); the figures depend only on searchspace's
+    # code and preset files, so they are kept in the cache folder and counted again when those change.
+    counted = memo("presets.json", source_digest(Path(searchspace.__file__).parent), _count_presets)
     rows = []
     for name in preset_names():
-        spec = preset(name)
-        params, macs = count(spec)
+        spec_id, params, macs = counted[name]
         ref = published(name)
         dp = params / (ref["params_m"] * 1e6) - 1
         dm = macs / (ref["macs_g"] * 1e9) - 1
         rows.append(
             {
                 "name": name,
-                "id": spec.id,
+                "id": spec_id,
                 "params": params,
                 "macs": macs,
                 "published_params": int(ref["params_m"] * 1e6),
@@ -119,6 +127,12 @@ def arch_list(as_json, latency, batch):
         right=["params", "MACs", "ImageNet top-1"],
     )
     out.print(f"tolerance: params {TOLERANCE['params']:.0%}, MACs {TOLERANCE['macs']:.0%}")
+
+
+def _count_presets() -> dict[str, list]:
+    from searchspace import count, preset, preset_names
+
+    return {name: [preset(name).id, *count(preset(name))] for name in preset_names()}
 
 
 @arch.command("show")
@@ -277,8 +291,6 @@ def _bytes(ctx, param, value):
 
 
 def storage_option(f):
-    from .study import DEFAULT_STORAGE
-
     return click.option(
         "--storage", default=DEFAULT_STORAGE, show_default=True, envvar="NAS_STORAGE",
         help="SQLAlchemy URL of the study storage (SQLite file, PostgreSQL, MySQL), or grpc://HOST:PORT of a `nas storage-proxy`.",
@@ -296,15 +308,30 @@ def _options(*options):
     return decorate
 
 
+def study_option(help: str):
+    """--study NAME, the same on every command (--study-name: the same option)."""
+    return click.option("--study", "--study-name", "study_name", help=help)
+
+
 def ray_options(f):
-    """Where and how the trials run (`nas search`, `nas bench build`)."""
+    """Where and how the trials run, the same options on every command that trains; the command gets them as
+    one `ray` argument (nas.search.RayOptions, whose fields the options are named after)."""
+
+    @functools.wraps(f)
+    def command(*args, **kwargs):
+        from dataclasses import fields
+
+        from .search import RayOptions
+
+        return f(*args, ray=RayOptions(**{field.name: kwargs.pop(field.name) for field in fields(RayOptions)}), **kwargs)
+
     return _options(
         click.option("--address", help="Join an existing Ray cluster (ray://host:10001 or host:6379).  [default: local Ray]"),
         click.option("--cpus-per-trial", default=1.0, show_default=True, type=click.FloatRange(0.1)),
         click.option("--gpus-per-trial", type=click.FloatRange(0), help="Fractions allowed (0.5).  [default: 1 where the cluster has GPUs, else 0]"),
         click.option("--max-concurrent", type=click.IntRange(1), help="Trials at once.  [default: as many as the resources allow]"),
         click.option("--max-memory-per-trial", callback=_bytes, help="Host memory a trial may allocate (500M, 4G); beyond it the trial fails as out of memory."),
-    )(f)
+    )(command)
 
 
 # --- proxy recipes -----------------------------------------------------------------------------------------------
@@ -371,7 +398,7 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
 @click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
 @click.option("--data", envvar="NAS_DATA", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder (or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @storage_option
-@click.option("--study-name", help="Study to create or resume.  [default: SPACE-BUDGET-DATA]")
+@study_option("Study to create or resume.  [default: SPACE-BUDGET-DATA]")
 @click.option("--trials", default=24, show_default=True, type=click.IntRange(1), help="Trials to train in this run.")
 @click.option("--time-limit", callback=_duration, help="Stop after this long (90s, 10m, 2h); trials still training are cut (failed, marked cut_by_time_limit) and their points queued for the next run.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sampler, the data subset and the training.")
@@ -385,8 +412,8 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
-def search(budget, space_file, data, storage, study_name, trials, time_limit, seed, sampler, scheduler, address,
-           cpus_per_trial, gpus_per_trial, max_concurrent, max_memory_per_trial, baselines, artifact_dir, as_json, **recipe):
+def search(budget, space_file, data, storage, study_name, trials, time_limit, seed, sampler, scheduler, ray, baselines,
+           artifact_dir, as_json, **recipe):
     """Search the space for the best proxy top-1 per MACs within --budget.
 
     An Optuna multi-objective study (maximise proxy top-1, minimise MACs) in the storage; Ray Tune
@@ -398,9 +425,8 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
     recipe = recipe_from(recipe, "proxy", seed)
     opts = SearchOptions(
         budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
-        time_limit=time_limit, seed=seed, sampler=sampler, scheduler=scheduler, address=address,
-        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
-        recipe=recipe, baselines=baselines, artifact_dir=artifact_dir, max_memory_per_trial=max_memory_per_trial,
+        time_limit=time_limit, seed=seed, sampler=sampler, scheduler=scheduler, ray=ray, recipe=recipe,
+        baselines=baselines, artifact_dir=artifact_dir,
     )
     summary = run_search(opts, console=err if as_json else out)  # --json: progress to stderr, JSON to stdout
     print_search_summary(summary, storage, as_json)
@@ -420,8 +446,7 @@ def search(budget, space_file, data, storage, study_name, trials, time_limit, se
 @ray_options
 @click.option("--export", "export_path", help="Also write every calibration run in the storage (all recipes) as CSV (.csv.gz: compressed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def calibrate(budget, space_file, data, storage, points, presets, seed, address, cpus_per_trial, gpus_per_trial,
-              max_concurrent, max_memory_per_trial, export_path, as_json, **recipes):
+def calibrate(budget, space_file, data, storage, points, presets, seed, ray, export_path, as_json, **recipes):
     """How far the proxy recipe's scores can be trusted, measured on a panel of architectures.
 
     The panel is trained by the proxy recipe with --proxy-seeds seeds (2 or more) and by the stronger
@@ -439,8 +464,7 @@ def calibrate(budget, space_file, data, storage, points, presets, seed, address,
     opts = CalibrateOptions(
         budget=budget, space=space_file, data=data, storage=storage, points=points, presets=presets,
         seed=seed, proxy=replace(proxy, seeds=1), proxy_seeds=proxy.seeds, reference=replace(reference, seeds=1),
-        reference_seeds=reference.seeds, address=address, cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent, max_memory_per_trial=max_memory_per_trial,
+        reference_seeds=reference.seeds, ray=ray,
     )
     figures = run_calibration(opts, console=err if as_json else out)
     if export_path:
@@ -456,7 +480,7 @@ def calibrate(budget, space_file, data, storage, points, presets, seed, address,
 
 
 @main.command()
-@click.option("--study", "study_name", help="The search to confirm.  [default: the storage's only study]")
+@study_option("The search to confirm.  [default: the storage's only study]")
 @storage_option
 @click.option("--data", envvar="NAS_DATA", help="The search's data (ImageFolder, CIFAR-10 or IDX folder; or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @click.option("--presets/--no-presets", default=True, show_default=True, help="Re-train the in-budget presets beside the front.")
@@ -464,8 +488,7 @@ def calibrate(budget, space_file, data, storage, points, presets, seed, address,
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the first training.")
 @ray_options
 @click.option("--json", "as_json", is_flag=True, help="Print the confirmation as JSON.")
-def confirm(study_name, storage, data, presets, seed, address, cpus_per_trial, gpus_per_trial, max_concurrent,
-            max_memory_per_trial, as_json, **recipe):
+def confirm(study_name, storage, data, presets, seed, ray, as_json, **recipe):
     """Re-train a search's front and the in-budget presets at a higher fidelity, with several seeds.
 
     Each seed is a study of its own beside the search. A front point is confirmed when no point of that
@@ -480,8 +503,7 @@ def confirm(study_name, storage, data, presets, seed, address, cpus_per_trial, g
     reference = recipe_from(recipe, "reference", seed)
     opts = ConfirmOptions(
         study=study_name, storage=storage, data=data, recipe=replace(reference, seeds=1), seeds=reference.seeds,
-        presets=presets, address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-        max_concurrent=max_concurrent, max_memory_per_trial=max_memory_per_trial,
+        presets=presets, ray=ray,
     )
     result = run_confirm(opts, console=err if as_json else out)
     if as_json:
@@ -603,15 +625,14 @@ def bench():
 @click.option("--points", default=200, show_default=True, type=click.IntRange(1), help="Points in the table (a larger table extends a smaller one).")
 @click.option("--data", envvar="NAS_DATA", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder (or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @storage_option
-@click.option("--study-name", help="Study holding the table.  [default: bench-SPACE-BUDGET-DATA]")
+@study_option("Study holding the table.  [default: bench-SPACE-BUDGET-DATA]")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the points drawn, the data subset and the training.")
 @ray_options
 @recipe_options("proxy", BENCH_RECIPE)
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each trained point's exported config is stored.")
 @click.option("--export", "export_path", help="Write the table here (gzipped JSON), e.g. benchmarks/table-unified-4.5G.json.gz.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def bench_build(budget, space_file, points, data, storage, study_name, seed, address, cpus_per_trial, gpus_per_trial,
-                max_concurrent, max_memory_per_trial, artifact_dir, export_path, as_json, **proxy):
+def bench_build(budget, space_file, points, data, storage, study_name, seed, ray, artifact_dir, export_path, as_json, **proxy):
     """Train --points seeded points of the space within --budget, each fully, evaluated every half epoch.
 
     Through Ray, as a search whose queue holds exactly the points; each point's learning curve is
@@ -623,8 +644,7 @@ def bench_build(budget, space_file, points, data, storage, study_name, seed, add
 
     opts = SearchOptions(
         budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, seed=seed,
-        address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent,
-        recipe=recipe_from(proxy, "proxy", seed), artifact_dir=artifact_dir, max_memory_per_trial=max_memory_per_trial,
+        ray=ray, recipe=recipe_from(proxy, "proxy", seed), artifact_dir=artifact_dir,
     )
     summary = build_table(opts, points, export_path, console=err if as_json else out)
     if as_json:
@@ -742,7 +762,7 @@ def studies(storage, as_json):
 
 
 @main.command()
-@click.option("--study", "study_name", help="Study name.  [default: the storage's only study]")
+@study_option("Study name.  [default: the storage's only study]")
 @storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the front as CSV.")
@@ -761,7 +781,7 @@ def pareto(study_name, storage, as_json, as_csv):
 
 
 @main.command()
-@click.option("--study", "study_name", help="Study name.  [default: the storage's only study]")
+@study_option("Study name.  [default: the storage's only study]")
 @storage_option
 @click.option("--trial", "number", type=click.IntRange(0), help="Trial number to export.")
 @click.option("--best", is_flag=True, help="The best proxy top-1 on the front within --budget.")
@@ -837,7 +857,7 @@ def dashboard(storage, host, port, artifact_dir):
 
 
 @main.command()
-@click.option("--study", "study_name", help="Study name.  [default: the storage's only study]")
+@study_option("Study name.  [default: the storage's only study]")
 @storage_option
 @click.option("-o", "--output", default="report.html", show_default=True, help="The HTML report.")
 @click.option("--png", "png", is_flag=False, flag_value="", default=None, help="Also a PNG picture (default: OUTPUT with .png).")

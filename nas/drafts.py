@@ -15,7 +15,8 @@ see of a draw that is not trained:
   top-1 and its own MACs, a real observation that costs no training.
 The copy lives as long as the search process; a resumed search relearns the budget from its first
 draws, and on a large study models only the stored trials on the Pareto front and the latest WINDOW
-others (see `sync`). Imports optuna, the trial record and dashboards.pareto (the front) only.
+others (see `sync`). Imports optuna, the trial record, dashboards.pareto (the front) and
+dashboards.optuna_internals only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import datetime
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dashboards.optuna_internals import trial_id
 from dashboards.pareto import front_trials
 from trials import record as R
 
@@ -82,7 +84,7 @@ class DraftStudy:
     def adopt(self, draft: optuna.Trial, stored_number: int) -> None:
         """The draft trial is now the mirror of stored trial `stored_number` (it stays RUNNING here until
         the stored trial finishes and the next `sync` sees it)."""
-        self._mirror[stored_number] = draft._trial_id
+        self._mirror[stored_number] = trial_id(draft)
         self._state[stored_number] = TrialState.RUNNING
 
     def stand_in(self, draft: optuna.Trial, params: dict, distributions: dict) -> optuna.Trial:
@@ -90,7 +92,7 @@ class DraftStudy:
         draw): the draw is failed (no sampler reads it) and a running trial at `params`, with the draw's
         system attributes (a GA's generation), takes its place; the samplers learn from the point trained,
         at its own coordinates."""
-        attrs = dict(self.storage.get_trial(draft._trial_id).system_attrs)
+        attrs = dict(self.storage.get_trial(trial_id(draft)).system_attrs)
         self.study.tell(draft, state=TrialState.FAIL)
         template = FrozenTrial(
             number=0, state=TrialState.RUNNING, value=None, values=None, datetime_start=datetime.now(), datetime_complete=None,
@@ -105,7 +107,8 @@ class DraftStudy:
     def repeat(self, draft: optuna.Trial) -> None:
         self.study.tell(draft, state=TrialState.PRUNED)
 
-    def answered(self, draft: optuna.Trial, top1: float, macs: int) -> None:
+    def proxy_twin(self, draft: optuna.Trial, top1: float, macs: int) -> None:
+        """A draw whose proxy network was trained under another spec: told that training's top-1, at its own MACs."""
         draft.set_constraint(R.BUDGET_CONSTRAINT, 0.0)
         self.study.tell(draft, [top1, macs])
 

@@ -15,7 +15,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FixedTrial
-from ray.tune.experiment import Trial
+from ray.tune.experiment import Trial  # the type; made by ray_internals.stand_in_trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
@@ -23,6 +23,7 @@ from searchspace import ArchSpec, NasError, SearchSpace, count
 from trials import record as R
 
 from .bench import Table, TablePoint
+from .ray_internals import stand_in_trial
 from .scheduler import make_scheduler, rungs_of
 from .search import evaluations_per_epoch
 from .searcher import StudySearcher, Tally
@@ -177,7 +178,7 @@ def replay(
         raise NasError(f"the table has {table.evaluations_per_epoch} evaluations an epoch; --scheduler {scheduler} needs {every}")
     study = optuna.create_study(directions=list(R.DIRECTIONS))
     searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, trials or table.full_trainings(budget_seconds, workers)), seed)
-    rungs = make_scheduler(scheduler, table.recipe.epochs)
+    trial_scheduler = make_scheduler(scheduler, table.recipe.epochs)
     milestones = rungs_of(table.recipe.epochs)
     log, trace, complete, events = [], [(0.0, 0.0)], [], []
     stopped = {m: 0 for m in milestones} if scheduler != "none" else {}
@@ -194,8 +195,8 @@ def replay(
         if config is None or config == Searcher.FINISHED:
             return
         point = table.point(config["spec_id"])
-        trial = Trial("__replay", config=config, trial_id=trial_id, stub=True)
-        rungs.on_trial_add(None, trial)
+        trial = stand_in_trial(trial_id, config)
+        trial_scheduler.on_trial_add(None, trial)
         searcher.started(trial_id)
         running[trial_id] = run = _Running(trial, point, _results(point, every, table.evaluations_per_epoch), clock)
         log.append((clock, trial_id, point.id, "start"))
@@ -203,7 +204,7 @@ def replay(
 
     def finish(run: _Running) -> None:
         del running[run.trial.trial_id]
-        rungs.on_trial_complete(None, run.trial, run.last)
+        trial_scheduler.on_trial_complete(None, run.trial, run.last)
         before = searcher.tally.complete
         searcher.on_trial_complete(run.trial.trial_id, run.last)
         if searcher.tally.complete > before:
@@ -217,7 +218,7 @@ def replay(
         clock, number, k = heapq.heappop(events)
         run = running[f"{number:05d}"]
         run.last = result = run.results[k][1]
-        decision = rungs.on_trial_result(None, run.trial, result)
+        decision = trial_scheduler.on_trial_result(None, run.trial, result)
         log.append((clock, run.trial.trial_id, run.point.id, f"result {k}: {decision}"))
         last = k == len(run.results) - 1
         progress = result.get("progress", 0)

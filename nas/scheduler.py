@@ -74,7 +74,7 @@ class MOASHAScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         rung = self._record(trial.trial_id, result)
-        if rung is None or _keeps(rung, trial.trial_id, self._reduction_factor):
+        if rung is None or _survives_rung(rung, trial.trial_id, self._reduction_factor):
             return TrialScheduler.CONTINUE
         self._num_stopped += 1
         return TrialScheduler.STOP
@@ -107,7 +107,7 @@ class MOASHAScheduler(FIFOScheduler):
             self.__dict__.update(pickle.load(f))
 
 
-def _keeps(rung: dict[str, list[float]], trial_id: str, reduction_factor: float) -> bool:
+def _survives_rung(rung: dict[str, list[float]], trial_id: str, reduction_factor: float) -> bool:
     """Whether `trial_id` is among the first ceil(n / reduction_factor) trials of its rung, ranked by
     front, then by crowding distance within the front the cut falls in (ties go to `trial_id`)."""
     ids = list(rung)

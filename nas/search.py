@@ -36,6 +36,18 @@ from .study import (
 )
 
 
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how the trials run, the same for every command that trains (search, calibrate, confirm,
+    bench build): the options of `nas.cli.ray_options`."""
+
+    address: str | None = None  # a Ray cluster to join; None: a local Ray
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: one GPU per trial where the cluster has GPUs
+    max_concurrent: int | None = None
+    max_memory_per_trial: int | None = None  # bytes a trial may allocate beyond what its process holds
+
+
 @dataclass
 class SearchOptions:
     budget: int
@@ -48,10 +60,7 @@ class SearchOptions:
     seed: int = 0
     sampler: str = "tpe"
     scheduler: str = "pareto"
-    address: str | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: one GPU per trial where the cluster has GPUs
-    max_concurrent: int | None = None
+    ray: RayOptions = field(default_factory=RayOptions)
     recipe: ProxyRecipe = field(default_factory=ProxyRecipe)
     baselines: bool = False
     queue: list = field(default_factory=list)  # specs to train first (a calibration's panel ...)
@@ -59,7 +68,6 @@ class SearchOptions:
     role: str = "search"  # what the study is for (trials.record.STUDY_ROLE)
     evaluations_per_epoch: int | None = None  # None: as the scheduler needs (see evaluations_per_epoch)
     artifact_dir: str = "nas-artifacts"
-    max_memory_per_trial: int | None = None  # bytes a trial may allocate beyond what its process holds
 
 
 @dataclass
@@ -82,8 +90,8 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
             f"no point of {space.source} fits the budget of {format_macs(opts.budget)} MACs: its cheapest point "
             f"({cheapest.id}) needs {format_macs(cost.macs)}"
         )
-    if opts.address:
-        _probe(opts.address)
+    if opts.ray.address:
+        _probe(opts.ray.address)
     try:
         Path(opts.artifact_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -178,7 +186,7 @@ def evaluations_per_epoch(scheduler: str) -> int:
 
 def run_search(opts: SearchOptions, console=None) -> dict:
     """Run the search; returns a summary. Raises NasError for anything the user can fix."""
-    configure_ray_environment(opts.address)
+    configure_ray_environment(opts.ray.address)
     from ray import tune
 
     from .progress import SearchProgress
@@ -190,8 +198,8 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     started = time.perf_counter()
     prep = prepare(opts, say)
     scheduler = make_scheduler(opts.scheduler, opts.recipe.epochs)
-    resources = start_ray(opts.address, say)
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) else 0.0)
+    resources = start_ray(opts.ray.address, say)
+    gpus = opts.ray.gpus_per_trial if opts.ray.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) else 0.0)
     from .export import attach_config
 
     searcher = StudySearcher(
@@ -201,11 +209,11 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     )
     trainable = tune.with_resources(
         tune.with_parameters(
-            proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.cpus_per_trial)),
-            memory_limit=opts.max_memory_per_trial,
+            proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.ray.cpus_per_trial)),
+            memory_limit=opts.ray.max_memory_per_trial,
             evaluations_per_epoch=opts.evaluations_per_epoch or evaluations_per_epoch(opts.scheduler),
         ),
-        {"cpu": opts.cpus_per_trial, "gpu": gpus},
+        {"cpu": opts.ray.cpus_per_trial, "gpu": gpus},
     )
     scratch = tempfile.mkdtemp(prefix="nas-ray-")  # Ray's own logs; the study is the record
     progress = SearchProgress(searcher, prep.study, opts.trials, console, started)
@@ -216,7 +224,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=opts.trials,
-            max_concurrent_trials=opts.max_concurrent,
+            max_concurrent_trials=opts.ray.max_concurrent,
             time_budget_s=opts.time_limit,
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
         ),

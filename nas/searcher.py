@@ -26,12 +26,13 @@ from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from dashboards.optuna_internals import new_trial, queued_params, record_heartbeat
 from searchspace import ArchSpec, SearchSpace, count, format_macs, preset_by_id
 from trials import ProxyRecipe
 from trials import record as R
 
 from .drafts import DraftStudy
-from .study import settles
+from .study import settles_its_point
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 MAX_DRAWS = 500  # draws per suggestion before giving up on finding a new in-budget point
@@ -71,7 +72,7 @@ def _unless_finished_elsewhere(searcher: "StudySearcher", trial_id: str, trial: 
     try:
         yield
     except optuna.exceptions.UpdateFinishedTrialError:
-        searcher._live.pop(trial_id, None)
+        searcher._stored_trial.pop(trial_id, None)
         searcher.tally.failed += 1
         searcher.tally.events.append((trial.number, "failed", "failed meanwhile by another search (no heartbeat)"))
 
@@ -99,20 +100,23 @@ class StudySearcher(Searcher):
         self.before_complete = before_complete  # e.g. attach the exported config while the trial is open
         self.tally = Tally()
         self.drafts = DraftStudy(study, sampler or study.sampler)
-        self._live: dict[str, optuna.Trial] = {}
-        self._last: dict[str, dict] = {}
-        self._curves: dict[str, list[dict]] = {}  # trial id -> its evaluations so far
-        self.clock = time.monotonic  # the wall clock of the curves (a replay, nas.replay, sets its simulated one)
+        # What this search is training, by Ray trial id (docs/design.md §4.1): from the claim until it is told
+        self._stored_trial: dict[str, optuna.Trial] = {}  # Ray trial id -> the stored trial it trains
+        self._last_result: dict[str, dict] = {}  # Ray trial id -> the last result Ray handed on
+        self._curve_so_far: dict[str, list[dict]] = {}  # Ray trial id -> its evaluations so far
+        # The wall clock of the curves (a replay, nas.replay, sets its simulated one)
+        self.clock = time.monotonic
         self._began: float | None = None  # when the search's first trial started
         self._freed: list[float] = []  # heap: when the workers finished trials left were freed, not yet taken
-        self._start: dict[str, float] = {}  # trial id -> when its clock started
-        self._latest: dict[str, float] = {}  # trial id -> when its last evaluation arrived
+        self._start: dict[str, float] = {}  # Ray trial id -> when its clock started
+        self._latest: dict[str, float] = {}  # Ray trial id -> when its last evaluation arrived
         self._presets = preset_by_id()
         self._lock = threading.Lock()
-        self._ids: dict[int, tuple[str, str]] = {}  # stored trial number -> (id, proxy id), parsed once
-        self._final: set[int] = set()  # numbers of the finished stored trials read so far (they never change)
-        self._trained: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the finished trial that trained it
-        self._training: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the running trial that trains it
+        # What the stored study holds, read by `_sync` (every search's trials)
+        self._ids_by_number: dict[int, tuple[str, str]] = {}  # stored trial number -> (id, proxy id), parsed once
+        self._finished_numbers: set[int] = set()  # numbers of the finished stored trials read so far (they never change)
+        self._trained_by_proxy_id: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the finished trial that trained it
+        self._training_by_proxy_id: dict[str, optuna.trial.FrozenTrial] = {}  # proxy id -> the running trial that trains it
         self._sync()  # the draft study models the stored study from the first draw on
         self._enqueue(queue)
 
@@ -137,7 +141,7 @@ class StudySearcher(Searcher):
             if spec is not None:
                 break
         with self._lock:
-            self._live[trial_id] = trial
+            self._stored_trial[trial_id] = trial
             self.tally.started += 1
         self._start[trial_id] = self.clock()  # until Ray starts it (`started`)
         return {"spec": spec.to_dict(), "trial_number": trial.number, "spec_id": spec.id}
@@ -153,14 +157,14 @@ class StudySearcher(Searcher):
         self._start[trial_id] = heapq.heappop(self._freed) if self._freed else self._began
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self._last[trial_id] = result
+        self._last_result[trial_id] = result
         self._evaluated(trial_id, result)
 
     def _evaluated(self, trial_id: str, result: dict) -> None:
         """Add an evaluation to the trial's curve, with the wall-clock seconds since the trial started (Ray
         hands the result that stops a trial only to on_trial_complete, and a finished trial's last result may
         come twice)."""
-        curve = self._curves.setdefault(trial_id, [])
+        curve = self._curve_so_far.setdefault(trial_id, [])
         if "progress" in result and (not curve or result["progress"] > curve[-1]["progress"]):
             now = self.clock()
             self._latest[trial_id] = now
@@ -175,8 +179,8 @@ class StudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if error:
             return  # the reason arrives through `fail` from the callback, just after (Tune's order)
-        result = result or self._last.get(trial_id) or {}
-        trial = self._live.get(trial_id)
+        result = result or self._last_result.get(trial_id) or {}
+        trial = self._stored_trial.get(trial_id)
         if trial is None:
             return
         if "failure" in result:
@@ -188,9 +192,9 @@ class StudySearcher(Searcher):
         epochs = int(result.get("epoch") or 0)
         self._evaluated(trial_id, result)
         self._freeing(trial_id)
-        self._record_metrics(trial, result, self._curves.pop(trial_id, []))
+        self._record_metrics(trial, result, self._curve_so_far.pop(trial_id, []))
         with self._lock:
-            self._live.pop(trial_id)
+            self._stored_trial.pop(trial_id)
             if epochs >= self.recipe.epochs:
                 macs = trial.user_attrs[R.MACS]
                 if self.before_complete is not None:
@@ -212,13 +216,13 @@ class StudySearcher(Searcher):
     def fail(self, trial_id: str, reason: str, requeue: bool = False) -> None:
         """Record a trial as FAIL with its reason (the trainable's report, or Ray's error). With `requeue` (its
         Ray node or worker died: nothing about the point itself) its point is queued again, once."""
-        trial = self._live.get(trial_id)
+        trial = self._stored_trial.get(trial_id)
         if trial is None:
             return
         with _unless_finished_elsewhere(self, trial_id, trial), self._lock:
-            self._live.pop(trial_id, None)
+            self._stored_trial.pop(trial_id, None)
             self._freeing(trial_id)
-            self._record_metrics(trial, self._last.get(trial_id, {}), self._curves.pop(trial_id, []))
+            self._record_metrics(trial, self._last_result.get(trial_id, {}), self._curve_so_far.pop(trial_id, []))
             trial.set_user_attr(R.FAIL_REASON, reason[:500])
             spec, first_try = R.spec_of(trial), R.RETRY_OF not in trial.user_attrs
             self.study.tell(trial, state=TrialState.FAIL)
@@ -229,7 +233,7 @@ class StudySearcher(Searcher):
             self.tally.events.append((trial.number, "failed", reason))
 
     def fail_unfinished(self, reason: str) -> None:
-        for trial_id in list(self._live):
+        for trial_id in list(self._stored_trial):
             self.fail(trial_id, reason)
 
     def cut_unfinished(self) -> None:
@@ -237,11 +241,11 @@ class StudySearcher(Searcher):
         A cut trial measured nothing about its point: it is stored as FAIL, marked CUT_BY_TIME_LIMIT, with the
         epochs it ran and its last scores, and its point is queued again, so the next run on the study trains
         it first (a trial the scheduler stopped is PRUNED: a decision about its point, final)."""
-        for trial_id, trial in list(self._live.items()):
+        for trial_id, trial in list(self._stored_trial.items()):
             with _unless_finished_elsewhere(self, trial_id, trial), self._lock:
-                self._live.pop(trial_id)
-                result = self._last.get(trial_id, {})
-                self._record_metrics(trial, result, self._curves.pop(trial_id, []))
+                self._stored_trial.pop(trial_id)
+                result = self._last_result.get(trial_id, {})
+                self._record_metrics(trial, result, self._curve_so_far.pop(trial_id, []))
                 run = _epochs_run(result)
                 trial.set_user_attr(R.CUT_BY_TIME_LIMIT, True)
                 trial.set_user_attr(
@@ -262,13 +266,13 @@ class StudySearcher(Searcher):
 
         The stored study's queue comes first (presets, points of a stopped search); otherwise the sampler
         draws in the draft study until a new in-budget point comes up, and the stored trial is made with
-        exactly its parameters and the point's record in one write (see `_stored`)."""
+        exactly its parameters and the point's record in one write (see `_store`)."""
         self._sync()
         if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             self.study.sampler = RandomSampler()  # decides nothing: a queued trial fixes its parameters
             trial = self.study.ask()
             self.beat(trial)
-            if trial.params or R.SPEC in trial.user_attrs or "fixed_params" in self.study._storage.get_trial_system_attrs(trial._trial_id):
+            if trial.params or R.SPEC in trial.user_attrs or queued_params(trial) is not None:
                 spec = R.spec_of(trial) or self.space.suggest(trial)
                 return trial, (spec if self._claim(trial, spec) else None)
             self._step_back(trial, "not trained: another search took the queued point meanwhile")
@@ -278,11 +282,11 @@ class StudySearcher(Searcher):
         draft, spec = self._draw()
         if draft is None:
             return None, None
-        trial = self._stored(draft, spec)
+        trial = self._store(draft, spec)
         self.drafts.adopt(draft, trial.number)
         return trial, (spec if self._claim(trial, spec, recorded=True) else None)
 
-    def _stored(self, draft: optuna.Trial, spec: ArchSpec) -> optuna.Trial:
+    def _store(self, draft: optuna.Trial, spec: ArchSpec) -> optuna.Trial:
         """The stored trial of a drawn point, made from a template: its parameters, its claim and record
         and the budget constraint in one transaction. Asked and then suggested parameter by parameter,
         as Optuna's samplers do, it would take a commit per parameter (90 in the unified space), most of
@@ -291,7 +295,7 @@ class StudySearcher(Searcher):
             state=TrialState.RUNNING, params=draft.params, distributions=draft.distributions, user_attrs=self._record(spec),
             constraints={R.BUDGET_CONSTRAINT: count(spec).macs - self.budget},
         )
-        trial = optuna.trial.Trial(self.study, self.study._storage.create_new_trial(self.study._study_id, template_trial=template))
+        trial = new_trial(self.study, template)
         self.beat(trial)
         return trial
 
@@ -313,8 +317,8 @@ class StudySearcher(Searcher):
             earlier = self._trainer(self.proxy_id(spec))
             if earlier is None:
                 return draft, spec
-            if earlier.state == TrialState.COMPLETE and self._ids[earlier.number][0] != spec.id:
-                self.drafts.answered(draft, earlier.values[0], macs)  # the same proxy network: its score
+            if earlier.state == TrialState.COMPLETE and self._ids_by_number[earlier.number][0] != spec.id:
+                self.drafts.proxy_twin(draft, earlier.values[0], macs)  # the same proxy network: its score
                 self.tally.twins += 1
             else:
                 self.drafts.repeat(draft)
@@ -373,13 +377,13 @@ class StudySearcher(Searcher):
         """Read what changed in the stored study (new trials, and those not finished when last read: a finished
         trial never changes), mirror it into the draft study and index what is trained or training by proxy id.
         With `claim`, return another trial that holds that proxy id (see `_claim`)."""
-        changed = [t for t in self.study.get_trials(deepcopy=False) if t.number not in self._final]
+        changed = [t for t in self.study.get_trials(deepcopy=False) if t.number not in self._finished_numbers]
         self.drafts.sync(changed)
-        self._training.clear()
+        self._training_by_proxy_id.clear()
         found = None
         for t in changed:
             if t.state.is_finished():
-                self._final.add(t.number)
+                self._finished_numbers.add(t.number)
             ids = self._ids_of(t)
             if ids is None or t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
                 continue
@@ -387,35 +391,35 @@ class StudySearcher(Searcher):
                 continue  # told PRUNED without training (an over-budget draw of an older version)
             if claim is not None and ids[1] == claim and t.number != exclude and found is None:
                 found = t
-            index = self._training if t.state == TrialState.RUNNING else self._trained
+            index = self._training_by_proxy_id if t.state == TrialState.RUNNING else self._trained_by_proxy_id
             if ids[1] not in index or t.number < index[ids[1]].number:
                 index[ids[1]] = t
-        if claim is not None and found is None and claim in self._trained:
-            found = self._trained[claim]  # finished before this read: never the claiming trial itself
+        if claim is not None and found is None and claim in self._trained_by_proxy_id:
+            found = self._trained_by_proxy_id[claim]  # finished before this read: never the claiming trial itself
         return found
 
     def _trainer(self, proxy_id: str) -> optuna.trial.FrozenTrial | None:
         """The stored trial that trained, or trains, this proxy network."""
-        return self._trained.get(proxy_id) or self._training.get(proxy_id)
+        return self._trained_by_proxy_id.get(proxy_id) or self._training_by_proxy_id.get(proxy_id)
 
     def _ids_of(self, t: optuna.trial.FrozenTrial) -> tuple[str, str] | None:
         """(id, proxy id) of a stored trial, from its spec (so trials stored under an older id still match)."""
-        if t.number not in self._ids:
+        if t.number not in self._ids_by_number:
             if t.state == TrialState.RUNNING and R.PROXY_ID in t.user_attrs and R.SPEC not in t.user_attrs:
                 return t.user_attrs[R.SPEC_ID], t.user_attrs[R.PROXY_ID]  # claimed a moment ago, not yet recorded
             spec = R.spec_of(t)
             if spec is None or R.DUPLICATE_OF in t.user_attrs:
                 return None
-            self._ids[t.number] = (spec.id, self.proxy_id(spec))
-        return self._ids[t.number]
+            self._ids_by_number[t.number] = (spec.id, self.proxy_id(spec))
+        return self._ids_by_number[t.number]
 
     def _enqueue(self, queue: list[ArchSpec], retry_of: int | None = None) -> None:
-        """The queued points first, through Optuna's queue, unless the study has settled them (see `settles`)
+        """The queued points first, through Optuna's queue, unless the study has settled them (see `settles_its_point`)
         or queued them already. `retry_of`: the trial whose Ray node or worker died while training the point,
         which is queued again (once: see `fail`) although that failure settles it."""
         trials = self.study.get_trials(deepcopy=False)
         queued = {t.user_attrs.get(R.SPEC_ID) for t in trials if t.state == TrialState.WAITING}
-        settled = {ids[1] for t in trials if t.number != retry_of and settles(t) and (ids := self._ids_of(t))}
+        settled = {ids[1] for t in trials if t.number != retry_of and settles_its_point(t) and (ids := self._ids_of(t))}
         for spec in queue:
             if spec.id in queued or self.proxy_id(spec) in settled:
                 continue
@@ -433,10 +437,9 @@ class StudySearcher(Searcher):
     def beat(self, trial: optuna.Trial | None = None) -> None:
         """Record a heartbeat for one trial, or for every trial in training (see nas.search._Heartbeat):
         a killed search's trials stop beating and are failed by the live searches on the study."""
-        storage = self.study._storage  # the study's RDBStorage; Optuna has no public accessor
-        for t in [trial] if trial is not None else list(self._live.values()):
+        for t in [trial] if trial is not None else list(self._stored_trial.values()):
             try:
-                storage.record_heartbeat(t._trial_id)
+                record_heartbeat(t)
             except Exception:  # a trial finished meanwhile, an in-memory study, a storage hiccup: next beat
                 pass
 

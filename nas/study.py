@@ -22,12 +22,12 @@ from searchspace import NasError, format_macs
 from trials import ProxyRecipe
 from trials import record as R
 
+from . import DEFAULT_STORAGE  # noqa: F401  (where the commands' options find it)
 from .trial_cache import DiskCachedStorage
 
 if TYPE_CHECKING:
     from searchspace import SearchSpace
 
-DEFAULT_STORAGE = "sqlite:///nas_studies.db"
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 # A trial whose process stops (kill -9, a lost machine) is failed after this many seconds without a
 # heartbeat, and its point re-queued once (Optuna's RetryFailedTrialCallback).
@@ -196,7 +196,7 @@ def open_search_study(
                     now = f"{space.source} (sha256 {now[:12]}), whose content differs"
                 raise NasError(
                     f"study {name!r} was run with {label} {was}, not {now}; one study holds one space, budget, data "
-                    "set and fidelity: use the same options or another --study-name"
+                    "set and fidelity: use the same options or another --study"
                 )
     if not resumed or R.STUDY_RECIPE_KEY not in study.user_attrs:
         if not resumed:
@@ -206,7 +206,7 @@ def open_search_study(
     return study, resumed
 
 
-def settles(t: optuna.trial.FrozenTrial) -> bool:
+def settles_its_point(t: optuna.trial.FrozenTrial) -> bool:
     """Whether a stored trial settles its point, so that it is never queued again: trained (COMPLETE, or
     PRUNED after training: the scheduler stopped it), in training, or failed in its own training (diverged,
     out of memory: a retry fails the same way). A point whose trial was interrupted (a stopped search), cut

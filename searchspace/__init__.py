@@ -8,8 +8,8 @@ import importlib
 from .cost import CONVENTION, Cost, format_budget, format_macs, format_params, measure_macs, parse_macs
 from .errors import NasError
 from .geometry import feature_sizes
-from .presets import TOLERANCE, load_spec, preset, preset_by_id, preset_names, published
-from .spec import ArchSpec, MixerSpec, StageSpec, spec_from_data
+from .presets import TOLERANCE, load_spec, preset, preset_by_id, preset_names, published, spec_from_data
+from .spec import ArchSpec, MixerSpec, StageSpec
 
 # What needs torch loads on first use: the commands that only read studies (nas pareto ...) never load it.
 _LAZY = {

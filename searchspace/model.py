@@ -13,7 +13,6 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import resample_abs_pos_embed_nhwc, trunc_normal_
 from timm.layers.helpers import get_device_dtype
 from timm.models import build_model_with_cfg
-from timm.models._features import feature_take_indices  # timm's own models import it from here
 from torch import Tensor, nn
 
 from . import cost as C
@@ -31,6 +30,7 @@ from .blocks import (
 from .geometry import is_shifted
 from .layers import nchw, norm_layer
 from .spec import ArchSpec
+from .timm_internals import feature_take_indices
 
 
 ARCHITECTURE = "nas_unified"  # the name `nas` registers the builder under with timm
@@ -38,13 +38,11 @@ ARCHITECTURE = "nas_unified"  # the name `nas` registers the builder under with 
 
 def as_spec(spec) -> ArchSpec:
     """An ArchSpec from a spec, a preset name, a spec/config file path, or a mapping."""
-    from .presets import load_spec
+    from .presets import load_spec, spec_from_data
 
     if isinstance(spec, ArchSpec):
         return spec
     if isinstance(spec, dict):
-        from .spec import spec_from_data
-
         return spec_from_data(spec, "spec")
     return load_spec(str(spec) if isinstance(spec, Path) else spec)
 

@@ -477,21 +477,3 @@ def read_document(path: Path) -> Any:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise NasError(f"{path}{at}: malformed YAML: {problem}") from None
 
-
-def load_axes() -> None:
-    """Register the built-in axis values (searchspace.axes), which a spec names and whose fields it holds.
-    They import torch, so the modules that only read studies load them when they first parse a spec."""
-    import searchspace.axes  # noqa: F401  (registers on import)
-
-
-def spec_from_data(data: Any, source: str) -> ArchSpec:
-    """An ArchSpec from parsed data: a spec mapping, or an exported model config holding one under `spec`."""
-    load_axes()
-    if isinstance(data, dict) and isinstance(data.get("spec"), dict):
-        data = data["spec"]
-    if not isinstance(data, dict):
-        raise NasError(f"{source}: expected a mapping of spec keys, got {type(data).__name__}")
-    try:
-        return ArchSpec.model_validate(data)
-    except ValidationError as err:
-        raise NasError(format_validation_error(err, source, ArchSpec)) from None

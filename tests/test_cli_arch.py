@@ -1,6 +1,7 @@
 """`nas arch` and `nas space` as a user and a script see them."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -31,6 +32,29 @@ def test_arch_list_json_has_every_preset_within_tolerance():
 def test_arch_list_table_reads_for_people():
     text = run("arch", "list").output
     assert "swin_t" in text and "28.29M" in text and "4.49G" in text and "tolerance" in text
+
+
+def test_arch_list_counts_once_then_answers_without_loading_torch_until_searchspace_changes(tmp_path):
+    env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path / "cache")}
+    listing = (
+        "import sys; from click.testing import CliRunner; from nas.cli import main\n"
+        "print(CliRunner().invoke(main, ['arch', 'list', '--json'], catch_exceptions=False).output)\n"
+        "print('torch' in sys.modules)"
+    )
+
+    def arch_list():
+        done = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        rows, torch_loaded = done.stdout.rsplit("\n", 2)[:2]
+        return json.loads(rows), torch_loaded == "True"
+
+    counted, torch_loaded = arch_list()
+    assert torch_loaded and [r["name"] for r in counted] == preset_names()
+    assert arch_list() == (counted, False)  # the figures counted the first time
+    saved = tmp_path / "cache" / "presets.json"
+    kept = json.loads(saved.read_text())
+    saved.write_text(json.dumps({"key": "other code", "value": {n: ["x", 1, 1] for n in kept["value"]}}))
+    assert arch_list() == (counted, True)  # counted again: searchspace's code or presets changed
 
 
 def test_arch_show_json_gives_name_id_params_macs_spec_and_parts():

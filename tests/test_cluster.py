@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from dashboards.optuna_internals import storage_of
 from faultlib import STUDY, RayNode, env, start_nas, wait_for
 from trials import record as R
 
@@ -76,6 +77,6 @@ def test_a_search_on_two_nodes_survives_losing_the_worker_node(cluster, tmp_path
     assert retried[0].state.name in ("COMPLETE", "WAITING")  # trained by the head after the loss, or first in the next run
     assert len({t.user_attrs[R.NODE] for t in complete}) == 2 and len(complete) >= 4
     for t in complete:  # each finished trial's exported config is on the study, from whichever node trained it
-        (meta,) = optuna.artifacts.get_all_artifact_meta(t, storage=optuna.load_study(study_name=STUDY, storage=url)._storage)
+        (meta,) = optuna.artifacts.get_all_artifact_meta(t, storage=storage_of(optuna.load_study(study_name=STUDY, storage=url)))
         assert meta.filename == R.config_file(STUDY, t.number) and (tmp_path / "artifacts" / meta.artifact_id).exists()
     assert "(its point is queued again)" in output

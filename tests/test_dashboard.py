@@ -12,6 +12,7 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna_dashboard import get_note
 
+from dashboards.optuna_internals import live_trial, study_id
 from faultlib import free_port, wait_for_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -47,7 +48,7 @@ def browse(url, tmp_path, *extra):
 
 def test_the_dashboard_renders_the_study_and_its_pareto_front_in_chromium(dashboard):
     url, study, port, tmp_path = dashboard
-    page = f"http://127.0.0.1:{port}/dashboard/studies/{study._study_id}"
+    page = f"http://127.0.0.1:{port}/dashboard/studies/{study_id(study)}"
     dom = browse(page, tmp_path, "--dump-dom")
     assert study.study_name in dom
     assert "Pareto Front" in dom and "js-plotly-plot" in dom
@@ -69,7 +70,7 @@ def test_the_dashboard_adds_notes_and_exported_configs_to_the_study(dashboard):
     url, study, _, _ = dashboard
     study = optuna.load_study(study_name=study.study_name, storage=url)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    note = get_note(optuna.trial.Trial(study, done[0]._trial_id))
+    note = get_note(live_trial(study, done[0]))
     assert note.startswith(f"## Trial {done[0].number}") and "stage 1:" in note and "MACs" in note
     configs = {meta.filename for meta in get_all_artifact_meta(study)}
     assert {f"{study.study_name}-trial{t.number}.yaml" for t in done} <= configs

@@ -113,8 +113,8 @@ def postgres():
 @ROUNDS
 def test_two_searches_on_one_postgresql_study_both_contribute_and_never_train_a_point_twice(postgres, tmp_path, fault_ledger, round_):
     study_name = f"pg-{round_}-{time.time_ns()}"
-    first = start_nas(*search_args(4), "--storage", postgres, "--study-name", study_name, "--max-concurrent", "1", cwd=tmp_path, heartbeat=30)
-    second = start_nas(*search_args(4), "--storage", postgres, "--study-name", study_name, "--max-concurrent", "1", cwd=tmp_path, heartbeat=30)
+    first = start_nas(*search_args(4), "--storage", postgres, "--study", study_name, "--max-concurrent", "1", cwd=tmp_path, heartbeat=30)
+    second = start_nas(*search_args(4), "--storage", postgres, "--study", study_name, "--max-concurrent", "1", cwd=tmp_path, heartbeat=30)
     outputs = [p.communicate(timeout=900)[0] for p in (first, second)]
     study = optuna.load_study(study_name=study_name, storage=postgres)
     trained = [t for t in study.trials if t.user_attrs.get(R.EPOCHS) and R.DUPLICATE_OF not in t.user_attrs]

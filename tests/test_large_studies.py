@@ -55,7 +55,7 @@ def stored_trials(study, space, n, seed=0):
         scratch.enqueue_trial(space.params_of(spec))
         drawn = scratch.ask()
         space.suggest(drawn)
-        frozen = scratch._storage.get_trial(drawn._trial_id)
+        frozen = drawn  # its parameters and distributions
         params, macs = count(spec)
         attrs = {R.SPEC_ID: spec.id, R.PROXY_ID: recipe.proxy_id(spec), R.SPEC: json.dumps(spec.to_dict(), sort_keys=True),
                  R.PARAMS: params, R.MACS: macs, R.EPOCHS: recipe.epochs}

@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 import pytest
-from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from nas.ray_internals import stand_in_trial
 from nas.scheduler import MOASHAScheduler, make_scheduler
 from searchspace import NasError, count, load_space
 from trials import ProxyRecipe, load_proxy_data
@@ -21,7 +21,7 @@ def pareto(epochs=2, reduction_factor=2):
 
 
 def new_trial(scheduler):
-    trial = Trial("__fake", stub=True)
+    trial = stand_in_trial()
     scheduler.on_trial_add(None, trial)  # as Tune does; Ray's tests pass a mock controller, these need none
     return trial
 

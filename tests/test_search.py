@@ -14,6 +14,7 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
+from dashboards.optuna_internals import storage_of
 from faultlib import free_port, wait_for_port
 from trials import record as R
 
@@ -56,7 +57,7 @@ def test_a_search_on_a_tiny_space_stores_four_trained_trials_with_every_attribut
         assert t.constraints[R.BUDGET_CONSTRAINT] <= 0
     assert study.metric_names == list(R.OBJECTIVES)
     for t in trained(study):  # each finished trial carries its exported config as an Optuna artifact
-        (meta,) = get_all_artifact_meta(t, storage=study._storage)
+        (meta,) = get_all_artifact_meta(t, storage=storage_of(study))
         assert meta.filename == f"{summary['study']}-trial{t.number}.yaml"
     assert summary["front"] and {p["number"] for p in summary["front"]} <= {t.number for t in trained(study)}
     assert "search" in run.stderr and "complete" in run.stderr  # the live progress goes to stderr with --json

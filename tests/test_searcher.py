@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from nas.searcher import StudySearcher
-from nas.study import make_sampler, settles
+from nas.study import make_sampler, settles_its_point
 from searchspace import count, load_space, parse_macs, preset
 from trials import ProxyRecipe
 from trials import record as R
@@ -84,7 +84,7 @@ def test_a_trial_cut_by_the_time_limit_is_no_measurement_and_the_next_run_trains
     cut = study.trials[config["trial_number"]]
     assert cut.state == TrialState.FAIL and cut.user_attrs[R.CUT_BY_TIME_LIMIT] is True
     assert cut.user_attrs[R.FAIL_REASON] == "cut by the time limit after 1 of 3 epochs: not a measurement of its point, which is queued again"
-    assert cut.user_attrs[R.EPOCHS] == 1 and not settles(cut) and s.tally.cut == 1 and s.tally.running == 0
+    assert cut.user_attrs[R.EPOCHS] == 1 and not settles_its_point(cut) and s.tally.cut == 1 and s.tally.running == 0
     resumed = searcher_for(study, epochs=3)
     assert resumed.suggest("t2")["spec_id"] == config["spec_id"]  # the next run on the study trains it first
 
@@ -94,7 +94,7 @@ def test_a_trial_the_scheduler_stopped_stays_final_when_the_search_resumes(study
     config = s.suggest("t1")
     s.on_trial_complete("t1", full_result(top1=40.0, epoch=1))  # stopped by the scheduler at a rung
     stopped = study.trials[config["trial_number"]]
-    assert stopped.state == TrialState.PRUNED and settles(stopped) and R.CUT_BY_TIME_LIMIT not in stopped.user_attrs
+    assert stopped.state == TrialState.PRUNED and settles_its_point(stopped) and R.CUT_BY_TIME_LIMIT not in stopped.user_attrs
     resumed = searcher_for(study, epochs=3, baselines=[preset("u_swin_micro")])
     assert resumed.suggest("t2")["spec_id"] != preset("u_swin_micro").id  # not queued, not trained again
 

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from searchspace import ArchSpec, NasError, load_space, load_spec, preset, preset_names
-from searchspace.spec import spec_from_data
+from searchspace import spec_from_data
 
 SWIN_STAGE = {"depth": 2, "dim": 96, "mixer": {"connectivity": "window", "dynamic": "attention", "kernel": 7, "heads": 3}}
 

@@ -11,7 +11,7 @@ import json
 import optuna
 
 from searchspace import ArchSpec
-from searchspace.spec import load_axes
+from searchspace.presets import load_axes
 from searchspace.geometry import digest
 
 from .recipe import ProxyRecipe
