@@ -473,7 +473,7 @@ def fit(points: dict[str, dict], measured_parts: dict[str, dict], device: dict, 
         seed: int = 0, provenance: dict | None = None) -> LatencyTable:
     """Both predictors fitted on measured points and parts, evaluated on held-out points (k-fold: each point
     predicted by a fit on the others), the better one kept. Refits a table's own measurements too."""
-    from .spec import spec_from_data
+    from .presets import spec_from_data
 
     _check_folds(len(points), folds)
     img_size, num_classes = protocol.get("img_size", 224), protocol.get("num_classes", 1000)
