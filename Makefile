@@ -51,6 +51,8 @@ test-deps:
 # ones build their studies once and reuse them: scale.py's 10,000-trial studies take an hour on 2 cores.
 benchmark: install test-deps
 	$(BIN)/python benchmarks/design_space.py
+	$(BIN)/python benchmarks/kernels.py
+	$(BIN)/python benchmarks/onnx_parity.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/faults.py
 	$(BIN)/python benchmarks/budget.py
