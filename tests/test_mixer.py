@@ -72,8 +72,9 @@ def reference_local_attention(mixer, x, neighbours):
     return mixer.proj(out.view(b, h, w, c))
 
 
-def test_halo_attention_matches_a_per_pixel_reference_with_masked_padding_and_relative_logits():
-    spec = MixerSpec(connectivity="halo", dynamic="attention", kernel=3, halo=1, heads=2)
+@pytest.mark.parametrize("rel_pos", [True, False])
+def test_halo_attention_matches_a_per_pixel_reference_with_masked_padding_and_relative_logits(rel_pos):
+    spec = MixerSpec(connectivity="halo", dynamic="attention", kernel=3, halo=1, heads=2, rel_pos=rel_pos)
     h, w = 7, 5  # not multiples of the block: padded pixels must be masked out
     mixer = TokenMixer(spec, 8, (h, w)).double()
     x = torch.randn(2, h, w, 8, dtype=torch.double)
@@ -85,6 +86,9 @@ def test_halo_attention_matches_a_per_pixel_reference_with_masked_padding_and_re
         for ky in range(by - halo, by + k + halo):
             for kx in range(bx - halo, bx + k + halo):
                 if 0 <= ky < h and 0 <= kx < w:
+                    if not rel_pos:
+                        keys.append((ky, kx, 0.0))
+                        continue
                     rel_h = mixer.rel_height[ky - y + span - 1]  # tables indexed by offset, centred at span - 1
                     rel_w = mixer.rel_width[kx - xx + span - 1]
                     bias = (q * (rel_h + rel_w)).sum(-1)

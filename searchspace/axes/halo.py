@@ -53,12 +53,13 @@ class Halo(Connectivity):
         rows, cols = (h + ph) // k, (w + pw) // k
         q = self._blocks(q, k, 0, ph, pw)  # (B, nB*G, k*k, hd)
         key, v = (self._blocks(t, span, self.halo, ph, pw) for t in (key, v))  # (B, nB*G, span^2, hd)
+        geometry = (h, w, rows, cols, x.device, q.dtype)
         if self.spec.rel_pos:
-            rows_in, cols_in = self.cached(("halo-in", h, w, x.device, q.dtype), lambda: self._inside(h, w, rows, cols, x.device, q.dtype))
+            rows_in, cols_in = self.cached(("halo-in", *geometry), lambda: self._inside(*geometry))
             bias = self._relative_logits(mixer, q.view(b, rows * cols, g, k, k, hd), rows_in, cols_in)
             bias = bias.view(b, rows * cols * g, k * k, span * span)
         else:
-            bias = self.cached(("halo-bias", h, w, x.device, q.dtype), lambda: self._outside_bias(h, w, rows, cols, x.device, q.dtype))
+            bias = self.cached(("halo-bias", *geometry), lambda: self._outside_bias(*geometry))
         out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias)
         out = out.view(b, rows, cols, g, k, k, hd).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, rows * k, cols * k, c)
         return out[:, :h, :w].contiguous() if ph or pw else out
