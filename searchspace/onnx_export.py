@@ -35,7 +35,7 @@ TOLERANCE = 1e-4  # largest absolute difference allowed between onnxruntime's an
 DEFAULT_OPSET = 20  # torch.onnx's default; GridSample needs 16, torch's exporter writes 18 to 23
 OPSETS = range(18, 24)
 
-__all__ = ["DEFAULT_OPSET", "OPSETS", "TOLERANCE", "OnnxModel", "export_spec", "onnxruntime_runner", "to_onnx"]
+__all__ = ["DEFAULT_OPSET", "OPSETS", "TOLERANCE", "OnnxModel", "export_spec", "kernel_name", "onnxruntime_runner", "to_onnx"]
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _export(module: nn.Module, example: Tensor, opset: int) -> bytes:
             )
         return program.model_proto.SerializeToString()
     except Exception as exc:  # noqa: BLE001  any exporter failure is a reason to refuse the network, in one line
-        raise _Refused(f"has no ONNX translation ({_first_line(exc)})") from None
+        raise _Refused(f"fails in torch.onnx.export ({_first_line(exc)})") from None
 
 
 def _culprit(model: nn.Module, dtype, opset: int) -> tuple[str, str] | None:
