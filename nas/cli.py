@@ -678,7 +678,7 @@ def pareto(study_name, storage, as_json, as_csv):
 @budget_option(help="With --best: the MACs limit.  [default: the study's budget]")
 @click.option("-o", "--output", help="Write the config here.  [default: standard output]")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), help="[default: from the file name, else yaml]")
-@click.option("--onnx", "onnx_path", help="Also write the architecture as an ONNX model here (initial weights; then the config only with -o).")
+@click.option("--onnx", "onnx_path", help="Write the architecture as an ONNX model here (seeded initial weights); the config then only with -o.")
 @onnx_options
 def export(study_name, storage, number, best, budget, output, fmt, onnx_path, img_size, num_classes, opset):
     """A trial's architecture as a model config that builds here and with timm.create_model('nas_unified'),
