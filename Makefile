@@ -60,6 +60,8 @@ test-deps:
 benchmark: install-test test-deps
 	$(BIN)/python benchmarks/design_space.py
 	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/kernels.py
+	$(BIN)/python benchmarks/onnx_parity.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/faults.py
 	$(BIN)/python benchmarks/budget.py

@@ -190,6 +190,46 @@ def arch_show(name, img_size, num_classes, as_json, latency):
     out.print(spec.to_yaml().rstrip(), markup=False)
 
 
+def onnx_options(command):
+    """--img-size, --num-classes and --opset of an ONNX export (nas arch export, nas export --onnx)."""
+    command = click.option("--opset", type=int, help="ONNX opset, 18 to 23.  [default: 20, torch.onnx's]")(command)
+    command = click.option("--num-classes", default=1000, show_default=True, type=click.IntRange(1), help="Classes of the ONNX model's head.")(command)
+    return click.option("--img-size", default=224, show_default=True, type=click.IntRange(8, 4096), help="Input side of the ONNX model.")(command)
+
+
+def write_onnx(spec, path: str, img_size: int, num_classes: int, opset: int | None, console) -> dict:
+    """Export `spec` (seeded initial weights) to `path`, checked by onnxruntime; say so on `console`."""
+    from searchspace.onnx_export import DEFAULT_OPSET, TOLERANCE, export_spec
+
+    done = export_spec(spec, path, img_size=img_size, num_classes=num_classes, opset=opset or DEFAULT_OPSET)
+    shape = "x".join(map(str, done.input_shape))
+    if console is not None:
+        console.print(
+            f"{spec.name or 'the spec'} written to {path}: ONNX opset {done.opset}, {shape} input, "
+            f"{len(done.data) / 2**20:.1f} MiB; onnxruntime's outputs within {done.max_abs_diff:.1e} of PyTorch's "
+            f"(max abs diff, tolerance {TOLERANCE:.0e})",
+            markup=False,
+        )
+    return {"name": spec.name, "id": spec.id, "path": path, "opset": done.opset, "input_shape": list(done.input_shape),
+            "bytes": len(done.data), "max_abs_diff": done.max_abs_diff, "tolerance": TOLERANCE}
+
+
+@arch.command("export")
+@click.argument("name")
+@click.option("--onnx", "onnx_path", required=True, help="Write the network here as an ONNX model.")
+@onnx_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def arch_export(name, onnx_path, img_size, num_classes, opset, as_json):
+    """One architecture (a preset NAME or a spec / exported config FILE) as an ONNX model with its initial
+    weights, for deployment or latency. onnxruntime runs it beside PyTorch on one image, and it is written only
+    when every output is within 1e-4; a kernel that cannot be exported is named."""
+    from searchspace import load_spec
+
+    result = write_onnx(load_spec(name), onnx_path, img_size, num_classes, opset, None if as_json else out)
+    if as_json:
+        emit_json(result)
+
+
 # --- nas space ----------------------------------------------------------------------------------------------
 @main.group()
 def space():
@@ -788,8 +828,11 @@ def pareto(study_name, storage, as_json, as_csv):
 @budget_option(help="With --best: the MACs limit.  [default: the study's budget]")
 @click.option("-o", "--output", help="Write the config here.  [default: standard output]")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), help="[default: from the file name, else yaml]")
-def export(study_name, storage, number, best, budget, output, fmt):
-    """A trial's architecture as a model config that builds here and with timm.create_model('nas_unified')."""
+@click.option("--onnx", "onnx_path", help="Write the architecture as an ONNX model here (seeded initial weights); the config then only with -o.")
+@onnx_options
+def export(study_name, storage, number, best, budget, output, fmt, onnx_path, img_size, num_classes, opset):
+    """A trial's architecture as a model config that builds here and with timm.create_model('nas_unified'),
+    or (--onnx) as an ONNX model checked with onnxruntime."""
     from searchspace import NasError
 
     from .export import dump, model_config, pick_trial, write
@@ -800,9 +843,15 @@ def export(study_name, storage, number, best, budget, output, fmt):
     study = load_study(storage, study_name)
     trial = pick_trial(study, number, best, budget)
     fmt = fmt or ("json" if output and output.endswith(".json") else "yaml")
-    write(dump(model_config(study, trial, storage), fmt), output)
+    config = model_config(study, trial, storage)
+    if output or not onnx_path:
+        write(dump(config, fmt), output)
     if output:
         err.print(f"trial {trial.number} of {study.study_name!r} written to {output}", markup=False)
+    if onnx_path:
+        from searchspace import spec_from_data
+
+        write_onnx(spec_from_data(config["spec"], f"trial {trial.number}"), onnx_path, img_size, num_classes, opset, err)
 
 
 @main.command("storage-proxy")

@@ -1,6 +1,7 @@
 """What a network is and what it costs: spec, space files, token mixer, blocks, builder, cost, presets, latency.
 
-The lowest layer (DESIGN §5): imports torch, timm, pydantic and yaml, never trials, dashboards or nas.
+The lowest layer (DESIGN §5): imports torch, timm, pydantic and yaml (onnx_export: onnxruntime and, through
+torch.onnx, onnx and onnxscript), never trials, dashboards or nas.
 """
 
 import importlib

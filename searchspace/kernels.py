@@ -4,8 +4,9 @@ Written by hand because neither torch nor timm has them: the naive path unfolds 
 (B, C, K*K, H, W), K*K times the activation memory (470 MB for one stage-1 block at batch 8, K=7).
 These loop over the K*K offsets instead, using strided views of one padded copy, so memory stays at
 O(B*C*H*W) in forward and backward. They are registered as torch custom ops with their own cost
-formulas, so `torch.utils.flop_counter.FlopCounterMode` counts them like any convolution.
-Imports only torch.
+formulas, so `torch.utils.flop_counter.FlopCounterMode` counts them like any convolution, and with their
+ONNX translations (`onnx_translations`), so torch.onnx.export writes them in standard ONNX operators.
+Imports only torch (and onnxscript, inside `onnx_translations`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-__all__ = ["sliding_aggregate", "sliding_logits", "neighbourhood_mask"]
+__all__ = ["sliding_aggregate", "sliding_logits", "neighbourhood_mask", "onnx_translations"]
 
 
 def _offsets(kernel: int):
@@ -141,3 +142,48 @@ def neighbourhood_mask(kernel: int, height: int, width: int, device=None, dtype=
     ones = torch.ones(1, 1, height, width, device=device, dtype=dtype)
     inside = sliding_logits(ones, ones, kernel, 1)
     return torch.zeros_like(inside).masked_fill_(inside == 0, float("-inf"))
+
+
+def onnx_translations() -> dict:
+    """torch.onnx.export's `custom_translation_table` for these ops: the same loop over the K x K offsets in
+    standard ONNX operators (Pad, Slice, Mul, Add, ReduceSum; opset 18), so any ONNX runtime runs them. The
+    functions are traced when exported: Python loops unroll and shapes (static in an export) are ints."""
+    from onnxscript import opset18 as op
+
+    def ints(*values):
+        return op.Constant(value_ints=list(values))
+
+    def grouped_padded(x, kernel, groups):  # (B, C, H, W) -> zero padded (B, G, C/G, H+2p, W+2p)
+        _, c, h, w = x.shape
+        p = kernel // 2
+        padded = op.Pad(x, ints(0, 0, p, p, 0, 0, p, p))
+        return op.Reshape(padded, ints(0, groups, c // groups, h + 2 * p, w + 2 * p))
+
+    def neighbours(padded, k, kernel, h, w):  # the (B, G, C/G, H, W) window at offset k
+        dy, dx = k // kernel, k % kernel
+        return op.Slice(padded, ints(dy, dx), ints(dy + h, dx + w), ints(3, 4))
+
+    def aggregate(value, weight, kernel: int):
+        _, c, h, w = value.shape
+        padded = grouped_padded(value, kernel, weight.shape[1])
+        taps = op.Split(weight, axis=2, num_outputs=kernel * kernel) if kernel > 1 else [weight]  # (B, G, 1, H, W)
+        out = None
+        for k in range(kernel * kernel):
+            term = op.Mul(neighbours(padded, k, kernel, h, w), taps[k])
+            out = term if out is None else op.Add(out, term)
+        return op.Reshape(out, ints(0, c, h, w))
+
+    def logits(query, key, kernel: int, groups: int):
+        _, c, h, w = query.shape
+        q = op.Reshape(query, ints(0, groups, c // groups, h, w))
+        padded = grouped_padded(key, kernel, groups)
+        per_tap = [
+            op.ReduceSum(op.Mul(q, neighbours(padded, k, kernel, h, w)), ints(2), keepdims=1)
+            for k in range(kernel * kernel)
+        ]
+        return op.Concat(*per_tap, axis=2)
+
+    return {
+        torch.ops.nas_unified.sliding_aggregate.default: aggregate,
+        torch.ops.nas_unified.sliding_logits.default: logits,
+    }

@@ -106,7 +106,7 @@ def test_debug_flag_shows_the_traceback():
 
 
 def test_every_command_has_help():
-    for args in (["--help"], ["arch", "--help"], ["arch", "list", "--help"], ["arch", "show", "--help"], ["space", "show", "--help"], ["space", "sample", "--help"]):
+    for args in (["--help"], ["arch", "--help"], ["arch", "list", "--help"], ["arch", "show", "--help"], ["arch", "export", "--help"], ["space", "show", "--help"], ["space", "sample", "--help"]):
         result = run(*args)
         assert result.exit_code == 0 and "Usage:" in result.output
 

@@ -72,8 +72,9 @@ def reference_local_attention(mixer, x, neighbours):
     return mixer.proj(out.view(b, h, w, c))
 
 
-def test_halo_attention_matches_a_per_pixel_reference_with_masked_padding_and_relative_logits():
-    spec = MixerSpec(connectivity="halo", dynamic="attention", kernel=3, halo=1, heads=2)
+@pytest.mark.parametrize("rel_pos", [True, False])
+def test_halo_attention_matches_a_per_pixel_reference_with_masked_padding_and_relative_logits(rel_pos):
+    spec = MixerSpec(connectivity="halo", dynamic="attention", kernel=3, halo=1, heads=2, rel_pos=rel_pos)
     h, w = 7, 5  # not multiples of the block: padded pixels must be masked out
     mixer = TokenMixer(spec, 8, (h, w)).double()
     x = torch.randn(2, h, w, 8, dtype=torch.double)
@@ -85,6 +86,9 @@ def test_halo_attention_matches_a_per_pixel_reference_with_masked_padding_and_re
         for ky in range(by - halo, by + k + halo):
             for kx in range(bx - halo, bx + k + halo):
                 if 0 <= ky < h and 0 <= kx < w:
+                    if not rel_pos:
+                        keys.append((ky, kx, 0.0))
+                        continue
                     rel_h = mixer.rel_height[ky - y + span - 1]  # tables indexed by offset, centred at span - 1
                     rel_w = mixer.rel_width[kx - xx + span - 1]
                     bias = (q * (rel_h + rel_w)).sum(-1)
@@ -95,17 +99,18 @@ def test_halo_attention_matches_a_per_pixel_reference_with_masked_padding_and_re
         torch.testing.assert_close(mixer(x), reference_local_attention(mixer, x, neighbours))
 
 
-def test_sliding_attention_matches_a_per_pixel_reference_over_the_neighbourhood_inside_the_map():
+@pytest.mark.parametrize("h, w", [(2, 3), (3, 3), (5, 6)])  # maps within one neighbourhood (fused attention) and larger
+def test_sliding_attention_matches_a_per_pixel_reference_over_the_neighbourhood_inside_the_map(h, w):
     spec = MixerSpec(connectivity="sliding", dynamic="attention", kernel=3, heads=2)
-    mixer = TokenMixer(spec, 8, (5, 6)).double()
-    x = torch.randn(2, 5, 6, 8, dtype=torch.double)
+    mixer = TokenMixer(spec, 8, (h, w)).double()
+    x = torch.randn(2, h, w, 8, dtype=torch.double)
 
     def neighbours(y, xx, q):
         return [
             (y + dy, xx + dx, mixer.rel_table[:, (dy + 1) * 3 + dx + 1])
             for dy in (-1, 0, 1)
             for dx in (-1, 0, 1)
-            if 0 <= y + dy < 5 and 0 <= xx + dx < 6
+            if 0 <= y + dy < h and 0 <= xx + dx < w
         ]
 
     with torch.no_grad():
@@ -134,14 +139,15 @@ def test_deformable_offsets_start_at_zero_inside_a_built_network():
     assert offsets and all(o.weight.abs().sum() == 0 and o.bias.abs().sum() == 0 for o in offsets)
 
 
-def test_homogeneous_dynamic_conv_gives_each_sample_its_own_kernel():
+@pytest.mark.parametrize("batch, size", [(3, 5), (3, 64), (1, 5)])  # the batch folded into channels; a conv per sample
+def test_homogeneous_dynamic_conv_gives_each_sample_its_own_kernel(batch, size):
     spec = MixerSpec(connectivity="sliding", dynamic="homogeneous", kernel=3, heads=4)
-    mixer = TokenMixer(spec, 8, (5, 5)).double().eval()
-    x = torch.randn(3, 5, 5, 8, dtype=torch.double)
+    mixer = TokenMixer(spec, 8, (size, size)).double().eval()
+    x = torch.randn(batch, size, size, 8, dtype=torch.double)
     with torch.no_grad():
         v = mixer.value(x)
         out = mixer.mix(x)
-        for i in range(3):
+        for i in range(batch):
             kernel = mixer.generator(v[i : i + 1].mean((1, 2))).view(4, 1, 3, 3).repeat_interleave(2, 0)
             ref = F.conv2d(v[i : i + 1].permute(0, 3, 1, 2), kernel, mixer.static_bias, padding=1, groups=8)
             torch.testing.assert_close(out[i : i + 1], ref.permute(0, 2, 3, 1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar, Literal
 
+import torch
 from torch import Tensor, nn
 
 from .. import cost as C
@@ -81,10 +82,14 @@ class Connectivity:
         return self._kernel(self, mixer, x, gate)
 
     def cached(self, key, make: Callable[[], Tensor]) -> Tensor:
-        """A mask or grid that depends only on the map size and device, made once."""
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
+        """A mask or grid that depends only on the map size and device, made once (not while torch.export or
+        torch.compile traces: what it makes then belongs to the trace, and would break the eager model after)."""
+        if key in self._cache:
+            return self._cache[key]
+        made = make()
+        if not torch.compiler.is_compiling():
+            self._cache[key] = made
+        return made
 
 
 class DynamicWeight:

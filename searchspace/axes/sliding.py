@@ -17,6 +17,10 @@ from ..layers import nchw, nhwc
 from ..spec import register_connectivity
 from ._base import KERNEL, REL_POS, Connectivity
 
+# Where one kernel beats another, measured on CPU at Swin-T's stage shapes (benchmarks/kernels.py):
+# values per sample from which one depth-wise conv per sample beats folding the batch into channels
+PER_SAMPLE_CONVS = 1 << 15
+
 
 @register_connectivity
 class Sliding(Connectivity):
@@ -46,18 +50,26 @@ class Sliding(Connectivity):
         v = self.dynamic.values(mixer, x, gate)
         c, k = self.dim, self.kernel
         filters = mixer.weight_norm(self.dynamic.filters(mixer, v), -1)
-        filters = filters.repeat_interleave(c // self.heads, 0).view(c, 1, k, k)
-        return nhwc(F.conv2d(nchw(v), filters, mixer.static_bias, padding=k // 2, groups=c))
+        if self.heads != c:
+            filters = filters.repeat_interleave(c // self.heads, 0)
+        return nhwc(F.conv2d(nchw(v), filters.view(c, 1, k, k), mixer.static_bias, padding=k // 2, groups=c))
 
     def _per_sample_conv(self, mixer: nn.Module, x: Tensor, gate: Tensor | None) -> Tensor:
-        """One grouped conv over the batch folded into channels: every sample gets its own filters."""
+        """Every sample its own filters: one depth-wise conv per sample on the channels-last map where a sample
+        holds many values, else one grouped conv over the batch folded into channels (one call, and the faster
+        backward on the proxy's small maps)."""
         v = self.dynamic.values(mixer, x, gate)
         b, h, w, c = v.shape
         k = self.kernel
         filters = mixer.weight_norm(self.dynamic.filters(mixer, v), 2)
-        filters = filters.repeat_interleave(c // self.heads, 1).reshape(b * c, 1, k, k)
-        bias = mixer.static_bias.repeat(b)
-        out = F.conv2d(nchw(v).reshape(1, b * c, h, w), filters, bias, padding=k // 2, groups=b * c)
+        filters = filters.repeat_interleave(c // self.heads, 1).reshape(b, c, 1, k, k)
+        if b == 1 or h * w * c >= PER_SAMPLE_CONVS:
+            # v[i : i + 1] keeps the channels-last strides MKL-DNN's fast path looks for; the folded reshape of
+            # one sample does not (3-10x slower at 56x56)
+            out = [F.conv2d(nchw(v[i : i + 1]), filters[i], mixer.static_bias, padding=k // 2, groups=c) for i in range(b)]
+            return nhwc(out[0] if b == 1 else torch.cat(out))
+        out = F.conv2d(nchw(v).reshape(1, b * c, h, w), filters.view(b * c, 1, k, k), mixer.static_bias.repeat(b),
+                       padding=k // 2, groups=b * c)
         return nhwc(out.view(b, c, h, w))
 
     def _per_pixel(self, mixer: nn.Module, x: Tensor, gate: Tensor | None) -> Tensor:
@@ -69,14 +81,36 @@ class Sliding(Connectivity):
         return nhwc(out if ghost is None else out + ghost)
 
     def _attention(self, mixer: nn.Module, x: Tensor, gate: Tensor | None) -> Tensor:
-        """Neighbourhood attention: logits over each pixel's neighbours inside the map, then the sliding kernel."""
-        _, h, w, _ = x.shape
-        k = self.kernel
-        q, key, v = (nchw(t).contiguous() for t in self.dynamic.qkv(mixer, x, gate))
-        logits = sliding_logits(q * self.head_dim**-0.5, key, k, self.heads)
+        """Neighbourhood attention: logits over each pixel's neighbours inside the map, then the sliding kernel.
+        A map no larger than one neighbourhood (7x7 at K = 7) takes one fused attention over the whole map
+        instead, with the neighbourhood as its mask and K x K keys per query like the sliding kernel (the map's
+        pixels, then masked padding): the same result and MACs, 16-25x faster at 7x7 than K x K passes."""
+        b, h, w, c = x.shape
+        k, g, hd = self.kernel, self.heads, self.head_dim
+        q, key, v = self.dynamic.qkv(mixer, x, gate)
+        if h * w <= self.taps:
+            offset, outside = self.cached(("dense", h, w, x.device), lambda: self._neighbours(h, w, x.device))
+            bias = outside + mixer.rel_table[:, offset] if self.spec.rel_pos else outside
+            q, key, v = (t.reshape(b, h * w, g, hd).transpose(1, 2) for t in (q, key, v))
+            key, v = (F.pad(t, (0, 0, 0, self.taps - h * w)) for t in (key, v))
+            out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias.to(q.dtype))
+            return out.transpose(1, 2).reshape(b, h, w, c)
+        q, key, v = (nchw(t).contiguous() for t in (q, key, v))
+        logits = sliding_logits(q * hd**-0.5, key, k, g)
         if self.spec.rel_pos:
-            logits = logits + mixer.rel_table.view(1, self.heads, k * k, 1, 1)
+            logits = logits + mixer.rel_table.view(1, g, k * k, 1, 1)
         mask = self.cached(("nbr", h, w, x.device, x.dtype), lambda: neighbourhood_mask(k, h, w, x.device, x.dtype))
         return nhwc(sliding_aggregate(v, (logits + mask).softmax(2).contiguous(), k))
+
+    def _neighbours(self, h: int, w: int, device) -> tuple[Tensor, Tensor]:
+        """For each pixel i of an h x w map and key j (the map's N pixels, then K*K - N of padding), (N, K*K)
+        each: j's offset from i as an index into the taps, and 0 where j is in i's neighbourhood, -inf where not."""
+        ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        p, pad = self.kernel // 2, self.taps - h * w
+        dy = ys.reshape(1, -1) - ys.reshape(-1, 1) + p
+        dx = xs.reshape(1, -1) - xs.reshape(-1, 1) + p
+        inside = F.pad((dy >= 0) & (dy < self.kernel) & (dx >= 0) & (dx < self.kernel), (0, pad))
+        offset = F.pad((dy * self.kernel + dx).clamp(0, self.taps - 1), (0, pad))
+        return offset, torch.zeros(inside.shape, device=device).masked_fill(~inside, float("-inf"))
 
     kernels = {"static": _conv, "per_sample": _per_sample_conv, "per_pixel": _per_pixel, "attention": _attention}

