@@ -587,6 +587,8 @@ def protocol_options(f):
         click.option("--clock", default="wall", show_default=True, type=click.Choice(["wall", "cpu"]),
                      help="wall: elapsed time. cpu: this process's CPU time on one thread (needs --threads 1): barely moved by other processes, for a shared machine."),
         click.option("--min-runs", default=15, show_default=True, type=click.IntRange(3), help="Timed runs at least (blocks of calls; the median is reported)."),
+        click.option("--latency-backend", "backend", default="torch", show_default=True, type=click.Choice(["torch", "onnxruntime"]),
+                     help="torch: the network as built here; onnxruntime: exported to ONNX (checked within 1e-4) and run on the CPU by onnxruntime."),
     )(f)
 
 
@@ -600,7 +602,7 @@ def latency():
 @click.option("--batch", type=click.IntRange(0), help="The throughput batch (0: latency only).  [default: 8 on a CPU, 64 on CUDA]")
 @protocol_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per architecture).")
-def latency_measure(refs, batch, img_size, num_classes, dtype, threads, channels_last, device, clock, min_runs, as_json):
+def latency_measure(refs, batch, img_size, num_classes, dtype, threads, channels_last, device, clock, min_runs, backend, as_json):
     """Latency (batch 1, ms) and throughput (img/s) of full-size networks on this machine, with their spread.
 
     Each in eval mode under torch.inference_mode, timed by torch.utils.benchmark: warm-up, then at least
@@ -609,7 +611,7 @@ def latency_measure(refs, batch, img_size, num_classes, dtype, threads, channels
     """
     from .latency import measure, protocol_of
 
-    protocol = protocol_of(img_size, num_classes, batch, dtype, threads, channels_last, device, clock, min_runs)
+    protocol = protocol_of(img_size, num_classes, batch, dtype, threads, channels_last, device, clock, min_runs, backend)
     measure(list(refs), protocol, as_json)
 
 
@@ -624,7 +626,7 @@ def latency_measure(refs, batch, img_size, num_classes, dtype, threads, channels
 @protocol_options
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
 def latency_build(points, output, space_file, budget, seed, presets, folds, img_size, num_classes, dtype, threads,
-                  channels_last, device, clock, min_runs, as_json):
+                  channels_last, device, clock, min_runs, backend, as_json):
     """Measure the presets and --points points here and fit a latency predictor for this device.
 
     Two predictors, compared on held-out points (k-fold): a lookup table of the networks' parts (stem, each
@@ -635,7 +637,7 @@ def latency_build(points, output, space_file, budget, seed, presets, folds, img_
     """
     from .latency import build, protocol_of
 
-    protocol = protocol_of(img_size, num_classes, 0, dtype, threads, channels_last, device, clock, min_runs)
+    protocol = protocol_of(img_size, num_classes, 0, dtype, threads, channels_last, device, clock, min_runs, backend)
     opts = dict(space=space_file, budget=budget, points=points, seed=seed, presets=presets, folds=folds, protocol=protocol)
     build(opts, output, as_json)
 

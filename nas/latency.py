@@ -13,12 +13,12 @@ from .console import emit_json, err, out, table
 
 
 def protocol_of(img_size=224, num_classes=1000, batch=None, dtype="fp32", threads=None, channels_last=False,
-                device="cpu", clock="wall", min_runs=15):
+                device="cpu", clock="wall", min_runs=15, backend="torch"):
     from searchspace.latency import Protocol
 
     return Protocol(
         img_size=img_size, num_classes=num_classes, throughput_batch=batch, dtype=dtype, threads=threads,
-        channels_last=channels_last, device=device, clock=clock, min_runs=min_runs,
+        channels_last=channels_last, device=device, clock=clock, min_runs=min_runs, backend=backend,
     )
 
 

@@ -51,7 +51,20 @@ def _torch_backend(model: torch.nn.Module, example: torch.Tensor, dtype: torch.d
     return run_autocast
 
 
-BACKENDS: dict[str, Callable[[torch.nn.Module, torch.Tensor, torch.dtype], Callable]] = {"torch": _torch_backend}
+def _onnxruntime_backend(model: torch.nn.Module, example: torch.Tensor, dtype: torch.dtype) -> Callable:
+    """The network in onnxruntime on the CPU (deployment often runs there), exported and checked against PyTorch
+    first (searchspace.onnx_export), with torch's thread count; it runs the input it was exported with."""
+    if dtype != torch.float32 or example.device.type != "cpu":
+        raise NasError("--backend onnxruntime measures fp32 on the CPU")
+    from .onnx_export import onnxruntime_runner
+
+    run = onnxruntime_runner(model, example, torch.get_num_threads())
+    return lambda x: run()
+
+
+BACKENDS: dict[str, Callable[[torch.nn.Module, torch.Tensor, torch.dtype], Callable]] = {
+    "torch": _torch_backend, "onnxruntime": _onnxruntime_backend,
+}
 
 
 # --- the protocol --------------------------------------------------------------------------------------------
@@ -123,6 +136,15 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "?"
+
+
 @dataclass(frozen=True)
 class Device:
     """Where a figure was measured. `same_as` compares what decides the speed (not the load)."""
@@ -151,7 +173,7 @@ class Device:
             gpu=torch.cuda.get_device_name(torch.device(protocol.device)) if cuda else None,
             torch=torch.__version__,
             cuda=torch.version.cuda if cuda else None,
-            backend=protocol.backend,
+            backend=protocol.backend if protocol.backend == "torch" else f"{protocol.backend} {_version(protocol.backend)}",
             dtype=protocol.dtype,
             channels_last=protocol.channels_last,
             platform=f"{platform.system()}-{platform.machine()}",
@@ -165,7 +187,8 @@ class Device:
         where = self.gpu or f"{self.cpu}, {self.threads} of {self.cores} cores"
         load = "/".join(f"{x:.1f}" for x in self.load_average)
         cuda = f", CUDA {self.cuda}" if self.cuda else ""
-        return f"{where}; {self.backend} {self.torch}{cuda}, {self.dtype}; load average {load}"
+        backend = f"torch {self.torch}" if self.backend == "torch" else f"{self.backend} (torch {self.torch})"
+        return f"{where}; {backend}{cuda}, {self.dtype}; load average {load}"
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in (f.name for f in fields(self))}

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from nas.cli import main
 from searchspace import load_space, parse_macs, preset, published
-from searchspace.latency import Device, Latency, Protocol, Timing, measure, measure_latency
+from searchspace import NasError
+from searchspace.latency import BACKENDS, Device, Latency, Protocol, Timing, measure, measure_latency
 from searchspace.latency_table import LatencyTable, build, draw, parts
 
 # tiny images, few runs: a measurement takes milliseconds
@@ -44,6 +45,17 @@ def test_a_measurement_carries_latency_throughput_spread_protocol_and_device_and
     data = json.loads(result.to_json())
     assert {"latency_ms", "latency_iqr_ms", "images_per_second", "protocol", "device"} <= set(data)
     assert Latency.from_dict(data) == result
+
+
+def test_onnxruntime_is_a_second_backend_and_the_device_names_its_version():
+    import onnxruntime
+
+    spec = load_space("tiny").sample(0)
+    result = measure_latency(spec, Protocol(throughput_batch=0, backend="onnxruntime", **QUICK))
+    assert result.latency.median_ms > 0 and result.device.backend == f"onnxruntime {onnxruntime.__version__}"
+    assert "onnxruntime" in result.device.describe() and not result.device.same_as(Device.here(Protocol(**QUICK)))
+    with pytest.raises(NasError, match="onnxruntime measures fp32 on the CPU"):
+        BACKENDS["onnxruntime"](torch.nn.Identity(), torch.ones(1, 3), torch.bfloat16)
 
 
 def test_the_device_fingerprint_names_cpu_cores_threads_versions_backend_and_load():
