@@ -23,7 +23,7 @@ from nas.searcher import StudySearcher
 from nas.study import make_sampler
 from searchspace import ArchSpec, count, load_space, parse_macs
 from trials import ProxyRecipe
-from trials import record as R
+from trials import record
 
 WARMUP = 20
 
@@ -33,7 +33,7 @@ def synthetic_top1(spec, rng: random.Random) -> float:
 
 
 def run(sampler: str, budget: int, trials: int, seed: int) -> dict:
-    study = optuna.create_study(directions=list(R.DIRECTIONS))
+    study = optuna.create_study(directions=list(record.DIRECTIONS))
     searcher = StudySearcher(study, load_space("unified"), budget, ProxyRecipe(), trials, sampler=make_sampler(sampler, seed, trials))
     rng = random.Random(seed)
     over_at_warmup = 0

@@ -289,7 +289,7 @@ def front_stops(table: Table, orders: int = 200, seed: int = 0) -> dict:
 
     from nas.ray_internals import stand_in_trial
     from nas.scheduler import make_scheduler
-    from trials import record as R
+    from trials import record
 
     points = [p for p in table.points if p.complete]
     front = {p.id for p in table.front()}
@@ -303,7 +303,7 @@ def front_stops(table: Table, orders: int = 200, seed: int = 0) -> dict:
                 p, trial = points[i], stand_in_trial()
                 scheduler.on_trial_add(None, trial)
                 for progress, top1 in zip(p.curve["progress"], p.curve["proxy_top1"], strict=True):
-                    result = {"progress": progress, "epoch": int(progress), R.PROXY_TOP1: top1, R.MACS: p.macs}
+                    result = {"progress": progress, "epoch": int(progress), record.PROXY_TOP1: top1, record.MACS: p.macs}
                     if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP and progress < table.recipe.epochs:
                         stopped += p.id in front
                         break

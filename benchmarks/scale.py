@@ -61,7 +61,7 @@ def build_study(url: str, name: str, trials: int, artifact_dir: Path, seed: int 
     from nas.study import open_search_study, open_storage
     from searchspace import count, format_macs, load_space, parse_macs
     from trials import ProxyRecipe
-    from trials import record as R
+    from trials import record
 
     space, budget, recipe = load_space("unified"), parse_macs(BUDGET), ProxyRecipe(**RECIPE)
     study, _ = open_search_study(open_storage(url, heartbeat=False), name, space, budget, "fashion-mnist", recipe)
@@ -83,24 +83,24 @@ def build_study(url: str, name: str, trials: int, artifact_dir: Path, seed: int 
         drawn = scratch.ask()
         space.suggest(drawn)
         frozen = drawn  # its parameters and distributions
-        attrs = {R.SPEC_ID: spec.id, R.PROXY_ID: recipe.proxy_id(spec)}
+        attrs = {record.SPEC_ID: spec.id, record.PROXY_ID: recipe.proxy_id(spec)}
         if macs > budget:
-            attrs[R.FAIL_REASON] = f"not trained: {format_macs(macs)} MACs is over the budget of {format_macs(budget)}"
+            attrs[record.FAIL_REASON] = f"not trained: {format_macs(macs)} MACs is over the budget of {format_macs(budget)}"
             study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params=frozen.params, distributions=frozen.distributions, user_attrs=attrs))
             made += 1
             continue
         top1 = min(95.0, max(10.0, 60 + 8 * math.log(macs / 1e9) + rng.gauss(0, 3)))
         attrs.update({
-            R.SEARCH_PROCESS: f"bench:{seed}", R.SPEC: json.dumps(spec.to_dict(), sort_keys=True), R.PARAMS: params,
-            R.MACS: macs, R.PROXY_TOP1: round(top1, 2), R.PROXY_LOSS: round(3 - top1 / 40, 3), R.TRAIN_LOSS_SUM: 4.2,
-            R.TRAIN_SECONDS: 30.0 + rng.random() * 30, R.IMAGES_PER_SECOND: 400.0, R.DEVICE: "cpu", R.EPOCHS: recipe.epochs,
+            record.SEARCH_PROCESS: f"bench:{seed}", record.SPEC: json.dumps(spec.to_dict(), sort_keys=True), record.PARAMS: params,
+            record.MACS: macs, record.PROXY_TOP1: round(top1, 2), record.PROXY_LOSS: round(3 - top1 / 40, 3), record.TRAIN_LOSS_SUM: 4.2,
+            record.TRAIN_SECONDS: 30.0 + rng.random() * 30, record.IMAGES_PER_SECOND: 400.0, record.DEVICE: "cpu", record.EPOCHS: recipe.epochs,
         })
         template = optuna.trial.create_trial(
             state=TrialState.RUNNING, params=frozen.params, distributions=frozen.distributions, user_attrs=attrs,
-            constraints={R.BUDGET_CONSTRAINT: macs - budget},
+            constraints={record.BUDGET_CONSTRAINT: macs - budget},
         )
         trial = new_trial(study, template)
-        config = artifact_dir / R.config_file(name, trial.number)
+        config = artifact_dir / record.config_file(name, trial.number)
         config.write_text(dump(model_config(study, stored(trial), url), "yaml"))
         upload_artifact(artifact_store=store, file_path=str(config), study_or_trial=trial, mimetype="application/yaml")
         config.unlink()

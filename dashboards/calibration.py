@@ -19,7 +19,7 @@ import optuna
 import pandas as pd
 
 from searchspace import published
-from trials import record as R
+from trials import record
 
 from .optuna_internals import storage_of
 
@@ -35,15 +35,15 @@ def runs_frame(studies: list[optuna.Study]) -> pd.DataFrame:
     MACs, scores, seconds."""
     rows = []
     for study in studies:
-        recipe = R.stored_recipe(study)
+        recipe = record.stored_recipe(study)
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             a = t.user_attrs
             rows.append(
                 {
-                    "role": study.user_attrs.get(R.STUDY_ROLE), "recipe": study.user_attrs.get(R.STUDY_RECIPE_KEY),
-                    "recipe_text": recipe.describe(short=True), "seed": recipe.seed, "point": a[R.SPEC_ID],
-                    "preset": a.get(R.PRESET), "macs": a[R.MACS], "top1": t.values[0],
-                    "sotl": a.get(R.TRAIN_LOSS_SUM), "seconds": a.get(R.TRAIN_SECONDS),
+                    "role": study.user_attrs.get(record.STUDY_ROLE), "recipe": study.user_attrs.get(record.STUDY_RECIPE_KEY),
+                    "recipe_text": recipe.describe(short=True), "seed": recipe.seed, "point": a[record.SPEC_ID],
+                    "preset": a.get(record.PRESET), "macs": a[record.MACS], "top1": t.values[0],
+                    "sotl": a.get(record.TRAIN_LOSS_SUM), "seconds": a.get(record.TRAIN_SECONDS),
                 }
             )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -54,7 +54,7 @@ def calibration_runs(storage) -> list[optuna.Study]:
     return [
         optuna.load_study(study_name=s.study_name, storage=storage)
         for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-        if s.user_attrs.get(R.STUDY_ROLE) in ("proxy", "reference")
+        if s.user_attrs.get(record.STUDY_ROLE) in ("proxy", "reference")
     ]
 
 
@@ -199,11 +199,11 @@ def measured_budget(calibration: dict) -> int | None:
 def holds_on_space(calibration: dict, study: optuna.Study) -> bool:
     """Measured on the study's space: the same space file by content where both record it, else (the shipped
     calibrations, measured from another checkout) the same space name."""
-    mine, theirs = study.user_attrs.get(R.STUDY_SPACE_HASH), calibration.get("space_sha256")
+    mine, theirs = study.user_attrs.get(record.STUDY_SPACE_HASH), calibration.get("space_sha256")
     if mine and theirs:
         return mine == theirs
     name = Path(calibration.get("space") or "").stem
-    return bool(name) and name == Path(study.user_attrs.get(R.STUDY_SPACE) or "").stem
+    return bool(name) and name == Path(study.user_attrs.get(record.STUDY_SPACE) or "").stem
 
 
 def holds_at_budget(calibration: dict, budget: int | None) -> bool:
@@ -216,16 +216,16 @@ def find_calibration(study: optuna.Study) -> tuple[dict | None, str | None]:
     """The calibration that holds for the study: of its recipe and data, measured on its space and in its budget
     class; the newest in the same storage, else the one shipped. Returns (calibration, None), or (None, what it
     is not calibrated for: "recipe and data", "space" or "budget")."""
-    key = study.user_attrs.get(R.STUDY_RECIPE_KEY)
+    key = study.user_attrs.get(record.STUDY_RECIPE_KEY)
     if key is None:
         return None, "recipe and data"
     stored = [
-        s.user_attrs[R.STUDY_CALIBRATION]
+        s.user_attrs[record.STUDY_CALIBRATION]
         for s in storage_of(study).get_all_studies()  # the studies' attributes, none of their trials
-        if s.user_attrs.get(R.STUDY_RECIPE_KEY) == key and R.STUDY_CALIBRATION in s.user_attrs
+        if s.user_attrs.get(record.STUDY_RECIPE_KEY) == key and record.STUDY_CALIBRATION in s.user_attrs
     ]
     shipped = [c for c in shipped_calibrations() if c.get("recipe_key") == key]
-    budget = study.user_attrs.get(R.STUDY_BUDGET)
+    budget = study.user_attrs.get(record.STUDY_BUDGET)
     for found in (stored, shipped):
         holding = [c for c in found if holds_on_space(c, study) and holds_at_budget(c, budget)]
         if holding:

@@ -14,7 +14,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna_dashboard import get_note, run_server, save_note, save_plotly_graph_object
 
-from trials import record as R
+from trials import record
 
 from .calibration import find_calibration, summary_line
 from .figures import hypervolume_figure, pareto_figure
@@ -40,7 +40,7 @@ def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], st
         save_plotly_graph_object(study, hypervolume_figure(study), graph_object_id="nas-hypervolume")
     save_note(study, study_note(study, calibration, missing))  # rewritten each time: calibrations and confirmations come later
     notes = 0
-    worth_reading = {t.number: t for t in front_trials(study)} | {t.number: t for t in done if t.user_attrs.get(R.PRESET)}
+    worth_reading = {t.number: t for t in front_trials(study)} | {t.number: t for t in done if t.user_attrs.get(record.PRESET)}
     for frozen in worth_reading.values():
         trial = live_trial(study, frozen)  # notes address live Trial objects
         if not get_note(trial):
@@ -52,13 +52,13 @@ def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], st
         storage = storage_of(study)
         missing = [t for t in done if not get_all_artifact_meta(t, storage=storage)]
         on_study = {meta.filename for meta in get_all_artifact_meta(study)} if missing else set()
-        missing = [t for t in missing if R.config_file(study.study_name, t.number) not in on_study]
+        missing = [t for t in missing if record.config_file(study.study_name, t.number) not in on_study]
         if missing:
             artifact_dir.mkdir(parents=True, exist_ok=True)
             store = FileSystemArtifactStore(str(artifact_dir))
             with tempfile.TemporaryDirectory() as scratch:
                 for frozen in missing:
-                    path = Path(scratch) / R.config_file(study.study_name, frozen.number)
+                    path = Path(scratch) / record.config_file(study.study_name, frozen.number)
                     path.write_text(export(frozen))
                     upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study, mimetype="application/yaml")
                     artifacts += 1
@@ -68,7 +68,7 @@ def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], st
 def study_note(study: optuna.Study, calibration: dict | None, missing: str | None = None) -> str:
     """The study's note: how far its front can be trusted (calibration, confirmation, the dominance report)."""
     lines = [f"## {study.study_name}", "", summary_line(calibration, missing), ""]
-    confirmation = study.user_attrs.get(R.STUDY_CONFIRMATION)
+    confirmation = study.user_attrs.get(record.STUDY_CONFIRMATION)
     if confirmation:
         confirmed = [n for n, p in confirmation["points"].items() if p["confirmed"]]
         unknown = [n for n, p in confirmation["points"].items() if p.get("verdict") == "noise unknown"]

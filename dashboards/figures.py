@@ -9,7 +9,7 @@ from __future__ import annotations
 import optuna
 import plotly.graph_objects as go
 
-from trials import record as R
+from trials import record
 
 from .front import pareto_frame
 from .pareto import REFERENCE, Box, feasible, front_trials, hypervolume_history
@@ -19,12 +19,12 @@ GREY, ACCENT, PRESET = "rgba(120,120,120,0.35)", "#1f77b4", "#d62728"
 
 def pareto_figure(study: optuna.Study, calibration: dict | None = None) -> go.Figure:
     """Error bars on the front: its points' standard errors (seeds, or the calibration's noise of one score)."""
-    budget = study.user_attrs.get(R.STUDY_BUDGET)
+    budget = study.user_attrs.get(record.STUDY_BUDGET)
     front = pareto_frame(study, calibration)
-    noise = front[R.PROXY_TOP1_SE].astype(float)
+    noise = front[record.PROXY_TOP1_SE].astype(float)
     done = [
         t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if R.DUPLICATE_OF not in t.user_attrs
+        if record.DUPLICATE_OF not in t.user_attrs
     ]
     fig = go.Figure()
     fig.add_trace(
@@ -34,14 +34,14 @@ def pareto_figure(study: optuna.Study, calibration: dict | None = None) -> go.Fi
             mode="markers",
             name="trials",
             marker={"color": GREY, "size": 8},
-            text=[f"trial {t.number} ({t.user_attrs.get(R.SPEC_ID)})" for t in done],
+            text=[f"trial {t.number} ({t.user_attrs.get(record.SPEC_ID)})" for t in done],
             hoverinfo="text+x+y",
         )
     )
     fig.add_trace(
         go.Scatter(
-            x=front[R.MACS] / 1e9,
-            y=front[R.PROXY_TOP1],
+            x=front[record.MACS] / 1e9,
+            y=front[record.PROXY_TOP1],
             mode="lines+markers",
             line={"shape": "hv", "color": ACCENT},
             marker={"size": 10, "color": ACCENT},
@@ -50,7 +50,7 @@ def pareto_figure(study: optuna.Study, calibration: dict | None = None) -> go.Fi
             error_y={"type": "data", "array": noise.fillna(0).tolist(), "visible": bool(noise.notna().any())},
         )
     )
-    presets = [t for t in done if t.user_attrs.get(R.PRESET)]
+    presets = [t for t in done if t.user_attrs.get(record.PRESET)]
     if presets:
         fig.add_trace(
             go.Scatter(
@@ -58,7 +58,7 @@ def pareto_figure(study: optuna.Study, calibration: dict | None = None) -> go.Fi
                 y=[t.values[0] for t in presets],
                 mode="markers+text",
                 marker={"symbol": "star", "size": 14, "color": PRESET},
-                text=[t.user_attrs[R.PRESET] for t in presets],
+                text=[t.user_attrs[record.PRESET] for t in presets],
                 textposition="top center",
                 name="seed presets",
             )
@@ -86,7 +86,7 @@ def hypervolume_figure(study: optuna.Study) -> go.Figure:
         box = Box.of([t.values for t in front], study.directions)
         history = hypervolume_history([t.values for t in done], box)
         fig.add_trace(go.Scatter(x=[t.number for t in done], y=history, mode="lines+markers", line={"shape": "hv"}, name="hypervolume"))
-        at = ", ".join(f"{name} {value:.4g}" for name, value in zip(R.OBJECTIVES, box.reference_point()))
+        at = ", ".join(f"{name} {value:.4g}" for name, value in zip(record.OBJECTIVES, box.reference_point()))
         reference = f"normalised to the front's box; reference point {REFERENCE:g} in each = {at}"
     fig.update_layout(
         title=f"{study.study_name}: hypervolume over trials ({reference})", xaxis_title="trial", yaxis_title="hypervolume",

@@ -13,12 +13,12 @@ from statistics import NormalDist
 import optuna
 import pandas as pd
 
-from trials import record as R
+from trials import record
 
 from . import pareto
 from .calibration import single_score_noise
 
-FRONT_COLUMNS = ["number", R.SPEC_ID, R.PRESET, R.MACS, R.PARAMS, R.PROXY_TOP1, R.PROXY_TOP1_SE]
+FRONT_COLUMNS = ["number", record.SPEC_ID, record.PRESET, record.MACS, record.PARAMS, record.PROXY_TOP1, record.PROXY_TOP1_SE]
 # "beats" is a one-sided test at this level for the whole report: the chance that noise alone makes the
 # report say "beats" of at least one preset stays below it (tests/test_results.py measures it on pure noise)
 ALPHA = 0.05
@@ -26,15 +26,15 @@ _NORMAL = NormalDist()
 
 
 def _row(t: optuna.trial.FrozenTrial, noise: float | None) -> dict:
-    se = t.user_attrs.get(R.PROXY_TOP1_SE, noise)
+    se = t.user_attrs.get(record.PROXY_TOP1_SE, noise)
     return {
         "number": t.number,
-        R.SPEC_ID: t.user_attrs.get(R.SPEC_ID),
-        R.PRESET: t.user_attrs.get(R.PRESET),
-        R.MACS: int(t.values[1]),
-        R.PARAMS: t.user_attrs.get(R.PARAMS),
-        R.PROXY_TOP1: float(t.values[0]),
-        R.PROXY_TOP1_SE: se,
+        record.SPEC_ID: t.user_attrs.get(record.SPEC_ID),
+        record.PRESET: t.user_attrs.get(record.PRESET),
+        record.MACS: int(t.values[1]),
+        record.PARAMS: t.user_attrs.get(record.PARAMS),
+        record.PROXY_TOP1: float(t.values[0]),
+        record.PROXY_TOP1_SE: se,
     }
 
 
@@ -49,9 +49,9 @@ def pareto_frame(study: optuna.Study, calibration: dict | None = None) -> pd.Dat
     the standard error of its top-1: over its seeds (--proxy-seeds), else one seed's noise as the recipe's
     calibration measured it, else None. Repeats stored by versions before 0.2 are skipped."""
     noise = single_score_noise(calibration)
-    rows = [_row(t, noise) for t in front_trials(study) if R.DUPLICATE_OF not in t.user_attrs]
+    rows = [_row(t, noise) for t in front_trials(study) if record.DUPLICATE_OF not in t.user_attrs]
     frame = pd.DataFrame(rows, columns=FRONT_COLUMNS)
-    return frame.sort_values([R.MACS, R.PROXY_TOP1], ascending=[True, False]).reset_index(drop=True)
+    return frame.sort_values([record.MACS, record.PROXY_TOP1], ascending=[True, False]).reset_index(drop=True)
 
 
 def difference_noise(se_a: float, se_b: float) -> tuple[float, str]:
@@ -96,7 +96,7 @@ def _candidates(trials: list[optuna.trial.FrozenTrial], macs: float, exclude: in
     best point at no more MACs is the best of them all, not only of the front's points."""
     return sum(
         1 for t in trials
-        if t.number != exclude and R.DUPLICATE_OF not in t.user_attrs and t.values[1] <= macs
+        if t.number != exclude and record.DUPLICATE_OF not in t.user_attrs and t.values[1] <= macs
         and all(c <= 0 for c in t.constraints.values())
     )
 
@@ -114,19 +114,19 @@ def dominance_report(study: optuna.Study, calibration: dict | None = None) -> li
     compared = []  # (preset, its trial, best front point, gain, GMACs change, noise of the difference, in words, chosen among)
     rows = []
     for t in complete:
-        name = t.user_attrs.get(R.PRESET)
-        if not name or R.DUPLICATE_OF in t.user_attrs or t.number in on_front:
+        name = t.user_attrs.get(record.PRESET)
+        if not name or record.DUPLICATE_OF in t.user_attrs or t.number in on_front:
             continue
         preset = _row(t, noise)
-        cheaper = front[front[R.MACS] <= preset[R.MACS]]
+        cheaper = front[front[record.MACS] <= preset[record.MACS]]
         if cheaper.empty:
             continue
-        best = cheaper.sort_values([R.PROXY_TOP1, R.MACS], ascending=[False, True]).iloc[0]
-        gain, change = best[R.PROXY_TOP1] - preset[R.PROXY_TOP1], (best[R.MACS] - preset[R.MACS]) / 1e9
-        ses = (best[R.PROXY_TOP1_SE], preset[R.PROXY_TOP1_SE])
+        best = cheaper.sort_values([record.PROXY_TOP1, record.MACS], ascending=[False, True]).iloc[0]
+        gain, change = best[record.PROXY_TOP1] - preset[record.PROXY_TOP1], (best[record.MACS] - preset[record.MACS]) / 1e9
+        ses = (best[record.PROXY_TOP1_SE], preset[record.PROXY_TOP1_SE])
         measured = all(se is not None and not pd.isna(se) for se in ses)
         if measured:  # every preset with a measured difference is one of Holm's tests, shown or not
-            compared.append((name, t.number, best, gain, change, *difference_noise(*ses), _candidates(complete, preset[R.MACS], t.number)))
+            compared.append((name, t.number, best, gain, change, *difference_noise(*ses), _candidates(complete, preset[record.MACS], t.number)))
         elif gain >= 0:
             number = int(best["number"])
             text = f"trial {number} scores {gain:+.1f} top-1 over {name} at {change:+.2f} GMACs (noise not measured: nas calibrate)"

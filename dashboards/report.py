@@ -16,7 +16,7 @@ import pandas as pd
 from plotly.subplots import make_subplots
 
 from searchspace import NasError, format_macs, format_params
-from trials import record as R
+from trials import record
 
 from .figures import hypervolume_figure, pareto_figure
 from .calibration import calibration_for, find_calibration, summary_line
@@ -28,8 +28,8 @@ PNG_SIZE = (1600, 700)
 
 def best_per_bucket(study: optuna.Study) -> list[dict]:
     """The best proxy top-1 in each MACs bucket (budget/8, /4, /2, the budget) with its spec in words."""
-    budget = study.user_attrs.get(R.STUDY_BUDGET)
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if R.DUPLICATE_OF not in t.user_attrs]
+    budget = study.user_attrs.get(record.STUDY_BUDGET)
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if record.DUPLICATE_OF not in t.user_attrs]
     if not done:
         return []
     top = budget or max(t.values[1] for t in done)
@@ -40,15 +40,15 @@ def best_per_bucket(study: optuna.Study) -> list[dict]:
         if not inside:
             continue
         best = max(inside, key=lambda t: (t.values[0], -t.values[1]))
-        spec = R.spec_of(best)
+        spec = record.spec_of(best)
         rows.append(
             {
                 "bucket": f"{format_macs(low)} - {format_macs(high)}",
                 "trial": best.number,
-                "preset": best.user_attrs.get(R.PRESET) or "",
+                "preset": best.user_attrs.get(record.PRESET) or "",
                 "id": spec.id,
                 "macs": format_macs(best.values[1]),
-                "params": format_params(best.user_attrs[R.PARAMS]),
+                "params": format_params(best.user_attrs[record.PARAMS]),
                 "top1": f"{best.values[0]:.1f}",
                 "stages": spec.summary(),
             }
@@ -68,15 +68,15 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
         raise NasError(f"study {study.study_name!r} has no finished trial yet: nothing to report")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     calibration, missing = find_calibration(study)
-    confirmation = study.user_attrs.get(R.STUDY_CONFIRMATION) or {}
+    confirmation = study.user_attrs.get(record.STUDY_CONFIRMATION) or {}
     front = pareto_frame(study, calibration)
-    budget = study.user_attrs.get(R.STUDY_BUDGET)
+    budget = study.user_attrs.get(record.STUDY_BUDGET)
     return env.get_template("report.html.j2").render(
         study=study.study_name,
         storage=storage_label,
         budget=format_macs(budget) if budget else "none recorded",
-        data=study.user_attrs.get(R.STUDY_DATA, "?"),
-        recipe=study.user_attrs.get(R.STUDY_RECIPE, {}),
+        data=study.user_attrs.get(record.STUDY_DATA, "?"),
+        recipe=study.user_attrs.get(record.STUDY_RECIPE, {}),
         counts=counts(study),
         created=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         calibration=summary_line(calibration, missing),
@@ -85,9 +85,9 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
         hypervolume_html=hypervolume_figure(study).to_html(full_html=False, include_plotlyjs=False),
         front=[
             {
-                "trial": int(r["number"]), "id": r[R.SPEC_ID], "preset": r[R.PRESET] if isinstance(r[R.PRESET], str) else "",
-                "macs": format_macs(r[R.MACS]), "params": format_params(r[R.PARAMS]), "top1": f"{r[R.PROXY_TOP1]:.1f}",
-                "se": "" if pd.isna(r[R.PROXY_TOP1_SE]) else f"{r[R.PROXY_TOP1_SE]:.1f}",
+                "trial": int(r["number"]), "id": r[record.SPEC_ID], "preset": r[record.PRESET] if isinstance(r[record.PRESET], str) else "",
+                "macs": format_macs(r[record.MACS]), "params": format_params(r[record.PARAMS]), "top1": f"{r[record.PROXY_TOP1]:.1f}",
+                "se": "" if pd.isna(r[record.PROXY_TOP1_SE]) else f"{r[record.PROXY_TOP1_SE]:.1f}",
                 "confirmed": confirmed_text(confirmation.get("points", {}).get(str(int(r["number"])))),
             }
             for _, r in front.iterrows()

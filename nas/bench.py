@@ -22,7 +22,7 @@ from dashboards.pareto import Box, as_losses, hypervolume, nondominated
 from searchspace import ArchSpec, NasError, SearchSpace, format_budget, format_macs, load_space
 from searchspace.space import SPACE_DIR
 from trials import ProxyRecipe, data_name, load_proxy_data, zero_cost_scores
-from trials import record as R
+from trials import record
 
 from .search import SearchOptions
 from .study import fail_stale_trials, open_search_study, open_storage, settles_its_point, space_digest, storage_errors
@@ -97,7 +97,7 @@ def build_table(opts: SearchOptions, points: int, export: str | None = None, con
 
 
 def _untrained(study: optuna.Study, specs: list[ArchSpec], recipe: ProxyRecipe) -> list[ArchSpec]:
-    settled = {t.user_attrs.get(R.PROXY_ID) for t in study.get_trials(deepcopy=False) if settles_its_point(t)}
+    settled = {t.user_attrs.get(record.PROXY_ID) for t in study.get_trials(deepcopy=False) if settles_its_point(t)}
     return [s for s in specs if recipe.proxy_id(s) not in settled]
 
 
@@ -105,21 +105,21 @@ def _score_zero_cost(study: optuna.Study, specs: list[ArchSpec], opts: SearchOpt
     """Zero-cost scores of every point that has none yet, as study attributes (a finished trial takes no
     more attributes): `zero_cost:<id>`, the network's weights as training starts them (seed = recipe's)."""
     stored = study.user_attrs
-    missing = [s for s in specs if f"{R.ZERO_COST}:{s.id}" not in stored]
+    missing = [s for s in specs if f"{record.ZERO_COST}:{s.id}" not in stored]
     if not missing:
         return 0
     r = opts.recipe
     data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed)
     say(f"zero-cost proxies for {len(missing)} points")
     for spec in missing:
-        study.set_user_attr(f"{R.ZERO_COST}:{spec.id}", zero_cost_scores(spec, data, r, seed=r.seed))
+        study.set_user_attr(f"{record.ZERO_COST}:{spec.id}", zero_cost_scores(spec, data, r, seed=r.seed))
     return len(missing)
 
 
 # --- the table ------------------------------------------------------------------------------------------------
 @dataclass
 class TablePoint:
-    """One trained point: its learning curve (R.CURVE_KEYS at every evaluation) and zero-cost scores;
+    """One trained point: its learning curve (record.CURVE_KEYS at every evaluation) and zero-cost scores;
     `fail_reason` when its training failed (then the curve holds the evaluations before the failure)."""
 
     id: str
@@ -141,7 +141,7 @@ class TablePoint:
 
     @property
     def objectives(self) -> tuple[float, ...]:
-        """Its values of the study's objectives (R.OBJECTIVES, in R.DIRECTIONS)."""
+        """Its values of the study's objectives (record.OBJECTIVES, in record.DIRECTIONS)."""
         return (self.top1, self.macs)
 
     @property
@@ -153,7 +153,7 @@ class TablePoint:
     def wall_seconds(self) -> float:
         """What it cost a worker, as far as it ran: the wall-clock seconds of its last evaluation (tables built
         before they were recorded: its training seconds)."""
-        clock = self.curve.get(R.WALL_SECONDS) or self.curve["train_seconds"]
+        clock = self.curve.get(record.WALL_SECONDS) or self.curve["train_seconds"]
         return clock[-1] if clock else 0.0
 
 
@@ -174,14 +174,14 @@ class Table:
 
     @classmethod
     def from_study(cls, study: optuna.Study, space: SearchSpace, specs: list[ArchSpec]) -> Table:
-        recipe = R.stored_recipe(study)
+        recipe = record.stored_recipe(study)
         stored = study.user_attrs
         by_proxy: dict[str, optuna.trial.FrozenTrial] = {}
         for t in study.get_trials(deepcopy=False):
             if settles_its_point(t) and t.state != TrialState.RUNNING:
-                known = by_proxy.get(t.user_attrs[R.PROXY_ID])
+                known = by_proxy.get(t.user_attrs[record.PROXY_ID])
                 if known is None or t.state == TrialState.COMPLETE:
-                    by_proxy[t.user_attrs[R.PROXY_ID]] = t
+                    by_proxy[t.user_attrs[record.PROXY_ID]] = t
         points, missing = [], 0
         for spec in specs:
             t = by_proxy.get(recipe.proxy_id(spec))
@@ -189,10 +189,10 @@ class Table:
                 missing += 1
                 continue
             points.append(TablePoint(
-                id=spec.id, proxy_id=t.user_attrs[R.PROXY_ID], spec=spec.to_dict(), params=t.user_attrs[R.PARAMS],
-                macs=t.user_attrs[R.MACS], curve=t.user_attrs.get(R.CURVE) or {k: [] for k in R.CURVE_KEYS},
-                zero_cost=stored.get(f"{R.ZERO_COST}:{spec.id}", {}),
-                fail_reason=None if t.state == TrialState.COMPLETE else t.user_attrs.get(R.FAIL_REASON, "failed"),
+                id=spec.id, proxy_id=t.user_attrs[record.PROXY_ID], spec=spec.to_dict(), params=t.user_attrs[record.PARAMS],
+                macs=t.user_attrs[record.MACS], curve=t.user_attrs.get(record.CURVE) or {k: [] for k in record.CURVE_KEYS},
+                zero_cost=stored.get(f"{record.ZERO_COST}:{spec.id}", {}),
+                fail_reason=None if t.state == TrialState.COMPLETE else t.user_attrs.get(record.FAIL_REASON, "failed"),
             ))
         if missing:
             raise NasError(f"study {study.study_name!r} has {missing} of {len(specs)} table points untrained: rerun nas bench build")
@@ -201,7 +201,7 @@ class Table:
         shipped = Path(space.source).resolve() == (SPACE_DIR / f"{space.name}.yaml").resolve()
         return cls(
             space=space.name if shipped else space.source, space_sha256=space_digest(space),
-            budget=stored[R.STUDY_BUDGET], data=stored[R.STUDY_DATA], recipe=recipe,
+            budget=stored[record.STUDY_BUDGET], data=stored[record.STUDY_DATA], recipe=recipe,
             evaluations_per_epoch=EVALUATIONS_PER_EPOCH, study=study.study_name, points=points,
         )
 
@@ -211,8 +211,8 @@ class Table:
         checks that the replay makes the search's decisions): a point its scheduler stopped keeps the curve it
         ran, so a replay that trains it further raises (nas.replay)."""
         trained = [t for t in study.get_trials(deepcopy=False) if settles_its_point(t) and t.state != TrialState.RUNNING]
-        table = cls.from_study(study, space, [R.spec_of(t) for t in trained])
-        stopped = {t.user_attrs[R.PROXY_ID] for t in trained if t.state == TrialState.PRUNED}
+        table = cls.from_study(study, space, [record.spec_of(t) for t in trained])
+        stopped = {t.user_attrs[record.PROXY_ID] for t in trained if t.state == TrialState.PRUNED}
         return replace(table, points=[replace(p, fail_reason=None) if p.proxy_id in stopped else p for p in table.points])
 
     def save(self, path: str | Path) -> int:
@@ -271,7 +271,7 @@ class Table:
     def front(self) -> list[TablePoint]:
         """The table's Pareto front of fully trained points (most top-1, least MACs), by MACs."""
         done = self.trained()
-        on_front = nondominated(as_losses([p.objectives for p in done], R.DIRECTIONS))
+        on_front = nondominated(as_losses([p.objectives for p in done], record.DIRECTIONS))
         return sorted((p for p, keep in zip(done, on_front) if keep), key=lambda p: (p.macs, -p.top1))
 
     def box(self) -> Box:
@@ -279,7 +279,7 @@ class Table:
         front = self.front()
         if not front:
             raise NasError("the table has no complete point")
-        return Box.of([p.objectives for p in front], R.DIRECTIONS)
+        return Box.of([p.objectives for p in front], record.DIRECTIONS)
 
     def reference_point(self) -> tuple[float, float]:
         """The hypervolume's reference point in (top-1, MACs)."""

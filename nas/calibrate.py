@@ -23,7 +23,7 @@ from searchspace import ArchSpec, NasError, SearchSpace, count, format_budget, l
 from searchspace.collapse import collapsed_axes
 from searchspace.geometry import digest
 from trials import ProxyRecipe, data_name
-from trials import record as R
+from trials import record
 
 from .search import RayOptions, SearchOptions, run_search
 from .study import DEFAULT_STORAGE, load_study, space_digest
@@ -84,7 +84,7 @@ def run_key(space: SearchSpace, recipe: ProxyRecipe, data: str, panel: list[Arch
     """What a run measures, as a digest: the space file (by content), the recipe and data, and the panel when
     it is fixed in advance. Every attribute a resumed study is checked against is in it (with the budget and
     seed, in the name), so a run is resumed only to measure the same thing again, never refused."""
-    key = {"space": space_digest(space), "recipe": R.recipe_key(recipe, data)}
+    key = {"space": space_digest(space), "recipe": record.recipe_key(recipe, data)}
     if panel is not None:
         key["panel"] = sorted(s.id for s in panel)
     return digest(key)
@@ -142,8 +142,8 @@ def calibrate(opts: CalibrateOptions, console=None) -> dict:
     ]
     figures["studies"] = [s.study_name for s in runs]
     for study in runs:
-        if study.user_attrs.get(R.STUDY_ROLE) == "proxy":
-            study.set_user_attr(R.STUDY_CALIBRATION, figures)
+        if study.user_attrs.get(record.STUDY_ROLE) == "proxy":
+            study.set_user_attr(record.STUDY_CALIBRATION, figures)
     return figures
 
 
@@ -171,18 +171,18 @@ def confirm(opts: ConfirmOptions, console=None) -> dict:
         raise NasError("--reference-seeds must be 2 or more: confirming a difference needs its noise")
     search = load_study(opts.storage, opts.study)
     data = data_name(opts.data)
-    if search.user_attrs.get(R.STUDY_DATA) not in (None, data):
-        raise NasError(f"study {search.study_name!r} was run on {search.user_attrs[R.STUDY_DATA]}, not {data}: pass its --data")
-    budget = search.user_attrs[R.STUDY_BUDGET]
+    if search.user_attrs.get(record.STUDY_DATA) not in (None, data):
+        raise NasError(f"study {search.study_name!r} was run on {search.user_attrs[record.STUDY_DATA]}, not {data}: pass its --data")
+    budget = search.user_attrs[record.STUDY_BUDGET]
     front = pareto_frame(search)
     if front.empty:
         raise NasError(f"study {search.study_name!r} has no front yet: nothing to confirm")
     trials = {t.number: t for t in search.get_trials(deepcopy=False)}
-    panel = {R.spec_of(trials[int(n)]).id: R.spec_of(trials[int(n)]) for n in front["number"]}
+    panel = {record.spec_of(trials[int(n)]).id: record.spec_of(trials[int(n)]) for n in front["number"]}
     if opts.presets:
         panel.update({preset(n).id: preset(n) for n in preset_names() if count(preset(n)).macs <= budget})
     opts_run = CalibrateOptions(
-        budget=budget, space=search.user_attrs.get(R.STUDY_SPACE), data=opts.data, storage=opts.storage,
+        budget=budget, space=search.user_attrs.get(record.STUDY_SPACE), data=opts.data, storage=opts.storage,
         ray=opts.ray, artifact_dir=opts.artifact_dir,
     )
     space = load_space(opts_run.space)
@@ -191,13 +191,13 @@ def confirm(opts: ConfirmOptions, console=None) -> dict:
         run = replace(opts.recipe, seed=opts.recipe.seed + i, seeds=1)
         name = f"{search.study_name}-confirm-{run_key(space, run, data)}-seed{run.seed}"
         study = train_panel(opts_run, list(panel.values()), "confirm", run, name, console)
-        study.set_user_attr(R.STUDY_CONFIRMS, search.study_name)
+        study.set_user_attr(record.STUDY_CONFIRMS, search.study_name)
         runs.append(study)
     scores = cal.runs_frame(runs).groupby("point").top1.agg(["mean", "std", "count"])
     scores = scores[scores.index.isin(list(panel))]  # the runs also hold the points of earlier fronts
     scores["se"] = scores["std"] / scores["count"] ** 0.5  # NaN where one seed alone scored the point
     label = {i: s.name or i for i, s in panel.items()}
-    points = judge({str(int(r["number"])): r[R.SPEC_ID] for _, r in front.iterrows()}, scores, {i: count(s).macs for i, s in panel.items()}, label)
+    points = judge({str(int(r["number"])): r[record.SPEC_ID] for _, r in front.iterrows()}, scores, {i: count(s).macs for i, s in panel.items()}, label)
     result = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "recipe": opts.recipe.key, "recipe_text": opts.recipe.describe(), "seeds": opts.seeds,
@@ -209,7 +209,7 @@ def confirm(opts: ConfirmOptions, console=None) -> dict:
         },
         "studies": [s.study_name for s in runs],
     }
-    search.set_user_attr(R.STUDY_CONFIRMATION, result)
+    search.set_user_attr(record.STUDY_CONFIRMATION, result)
     return result
 
 

@@ -772,7 +772,7 @@ def studies(storage, as_json):
     """The studies in a storage with their trial counts by state."""
     import optuna
 
-    from trials import record as R
+    from trials import record
 
     from .study import masked, open_storage, storage_errors
 
@@ -784,8 +784,8 @@ def studies(storage, as_json):
             states = {}
             for t in trials:
                 states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-            budget = frozen.user_attrs.get(R.STUDY_BUDGET)
-            rows.append({"study": frozen.study_name, "trials": len(trials), **states, "budget_macs": budget, "data": frozen.user_attrs.get(R.STUDY_DATA)})
+            budget = frozen.user_attrs.get(record.STUDY_BUDGET)
+            rows.append({"study": frozen.study_name, "trials": len(trials), **states, "budget_macs": budget, "data": frozen.user_attrs.get(record.STUDY_DATA)})
     if as_json:
         return emit_json(rows)
     from searchspace import format_macs

@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.optuna_internals import trial_id
 from dashboards.pareto import front_trials
-from trials import record as R
+from trials import record
 
 # A trial the samplers read; FAIL and WAITING trials are read by none.
 _MIRRORED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
@@ -101,7 +101,7 @@ class DraftStudy:
         return optuna.Trial(self.study, self.storage.create_new_trial(self._study_id, template_trial=template))
 
     def over_budget(self, draft: optuna.Trial, macs: int, budget: int) -> None:
-        draft.set_constraint(R.BUDGET_CONSTRAINT, macs - budget)
+        draft.set_constraint(record.BUDGET_CONSTRAINT, macs - budget)
         self.study.tell(draft, [self._typical_top1(), macs])
 
     def repeat(self, draft: optuna.Trial) -> None:
@@ -109,14 +109,14 @@ class DraftStudy:
 
     def proxy_twin(self, draft: optuna.Trial, top1: float, macs: int) -> None:
         """A draw whose proxy network was trained under another spec: told that training's top-1, at its own MACs."""
-        draft.set_constraint(R.BUDGET_CONSTRAINT, 0.0)
+        draft.set_constraint(record.BUDGET_CONSTRAINT, 0.0)
         self.study.tell(draft, [top1, macs])
 
     def _typical_top1(self) -> float:
         scores = [
             t.values[0]
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.constraints.get(R.BUDGET_CONSTRAINT, 0.0) <= 0
+            if t.constraints.get(record.BUDGET_CONSTRAINT, 0.0) <= 0
         ]
         return statistics.median(scores) if scores else 0.0
 

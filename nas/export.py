@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from dashboards import pareto_frame
 from searchspace import CONVENTION, NasError, format_macs
-from trials import record as R
+from trials import record
 
 from . import __version__
 from .study import masked
@@ -26,20 +26,20 @@ from .study import masked
 def pick_trial(study: optuna.Study, number: int | None, best: bool, budget: int | None) -> optuna.trial.FrozenTrial:
     """The trial to export: by number, or the best proxy top-1 on the front within the budget."""
     if best:
-        budget = budget or study.user_attrs.get(R.STUDY_BUDGET)
+        budget = budget or study.user_attrs.get(record.STUDY_BUDGET)
         front = pareto_frame(study)
         if budget:
-            front = front[front[R.MACS] <= budget]
+            front = front[front[record.MACS] <= budget]
         if front.empty:
             within = f" within {format_macs(budget)} MACs" if budget else ""
             raise NasError(f"study {study.study_name!r} has no finished trial on its front{within}")
-        number = int(front.sort_values([R.PROXY_TOP1, R.MACS], ascending=[False, True]).iloc[0]["number"])
+        number = int(front.sort_values([record.PROXY_TOP1, record.MACS], ascending=[False, True]).iloc[0]["number"])
     trials = study.get_trials(deepcopy=False)
     if number is None or not 0 <= number < len(trials):
         raise NasError(f"study {study.study_name!r} has no trial {number} (trials 0..{len(trials) - 1})")
     trial = trials[number]
     if trial.state != TrialState.COMPLETE:
-        why = trial.user_attrs.get(R.FAIL_REASON)
+        why = trial.user_attrs.get(record.FAIL_REASON)
         raise NasError(
             f"trial {number} of {study.study_name!r} is {trial.state.name}{f' ({why})' if why else ''}: "
             "only a finished (COMPLETE) trial can be exported"
@@ -48,29 +48,29 @@ def pick_trial(study: optuna.Study, number: int | None, best: bool, budget: int 
 
 
 def model_config(study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str) -> dict:
-    spec = R.spec_of(trial)
+    spec = record.spec_of(trial)
     attrs = trial.user_attrs
-    name = attrs.get(R.PRESET) or f"{study.study_name}-trial{trial.number}"
+    name = attrs.get(record.PRESET) or f"{study.study_name}-trial{trial.number}"
     spec_data = {"name": name, **{k: v for k, v in spec.to_dict().items() if k != "name"}}
     return {
         "spec": spec_data,
-        "cost": {"params": attrs[R.PARAMS], "macs": attrs[R.MACS], "convention": CONVENTION},
+        "cost": {"params": attrs[record.PARAMS], "macs": attrs[record.MACS], "convention": CONVENTION},
         "search": {
-            "proxy_top1": attrs.get(R.PROXY_TOP1),
-            "proxy_loss": attrs.get(R.PROXY_LOSS),
-            "epochs": attrs.get(R.EPOCHS),
-            "preset": attrs.get(R.PRESET),
-            "proxy_recipe": study.user_attrs.get(R.STUDY_RECIPE),
-            "data": study.user_attrs.get(R.STUDY_DATA),
-            "budget_macs": study.user_attrs.get(R.STUDY_BUDGET),
+            "proxy_top1": attrs.get(record.PROXY_TOP1),
+            "proxy_loss": attrs.get(record.PROXY_LOSS),
+            "epochs": attrs.get(record.EPOCHS),
+            "preset": attrs.get(record.PRESET),
+            "proxy_recipe": study.user_attrs.get(record.STUDY_RECIPE),
+            "data": study.user_attrs.get(record.STUDY_DATA),
+            "budget_macs": study.user_attrs.get(record.STUDY_BUDGET),
         },
         "provenance": {
             "study": study.study_name,
             "storage": masked(storage_url),
             "trial": trial.number,
             "spec_id": spec.id,
-            "space": study.user_attrs.get(R.STUDY_SPACE),
-            "space_sha256": study.user_attrs.get(R.STUDY_SPACE_HASH),
+            "space": study.user_attrs.get(record.STUDY_SPACE),
+            "space_sha256": study.user_attrs.get(record.STUDY_SPACE_HASH),
             "package": "nas-unified",
             "version": __version__,
             "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -84,7 +84,7 @@ def attach_config(study: optuna.Study, trial, storage_url: str, artifact_dir: Pa
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
     artifact_dir.mkdir(parents=True, exist_ok=True)
-    path = artifact_dir / R.config_file(study.study_name, trial.number)
+    path = artifact_dir / record.config_file(study.study_name, trial.number)
     path.write_text(dump(model_config(study, trial, storage_url), "yaml"))
     upload_artifact(
         artifact_store=FileSystemArtifactStore(str(artifact_dir)), file_path=str(path), study_or_trial=trial,

@@ -20,7 +20,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from searchspace import ArchSpec, NasError, SearchSpace, count
-from trials import record as R
+from trials import record
 
 from .bench import Table, TablePoint
 from .ray_internals import stand_in_trial
@@ -58,7 +58,7 @@ class TableSearcher(StudySearcher):
 
     def stand_in(self, draft, spec):
         g = self._grid
-        tried = {t.user_attrs.get(R.SPEC_ID) for t in self.study.get_trials(deepcopy=False)}
+        tried = {t.user_attrs.get(record.SPEC_ID) for t in self.study.get_trials(deepcopy=False)}
         free = np.array([p.id not in tried for p in self.table.points])
         if not free.any():
             return None, None  # the table is exhausted: the search ends
@@ -176,7 +176,7 @@ def replay(
     every = evaluations_per_epoch(scheduler)  # what the trainable reports under this scheduler
     if table.evaluations_per_epoch % every:
         raise NasError(f"the table has {table.evaluations_per_epoch} evaluations an epoch; --scheduler {scheduler} needs {every}")
-    study = optuna.create_study(directions=list(R.DIRECTIONS))
+    study = optuna.create_study(directions=list(record.DIRECTIONS))
     searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, trials or table.full_trainings(budget_seconds, workers)), seed)
     trial_scheduler = make_scheduler(scheduler, table.recipe.epochs)
     milestones = rungs_of(table.recipe.epochs)
@@ -270,21 +270,21 @@ def _results(point: TablePoint, every: int, per_epoch: int) -> list[tuple[float,
     training seconds. A failed point's last report is its failure, as its last evaluation arrives (the
     failure's own time was not measured: it comes a little early)."""
     curve = point.curve
-    clock = curve.get(R.WALL_SECONDS) or curve[R.TRAIN_SECONDS]
+    clock = curve.get(record.WALL_SECONDS) or curve[record.TRAIN_SECONDS]
     stride = per_epoch // every
     results, skipped, position, epoch = [], 0.0, 0, None
-    for i, (progress, top1, seconds) in enumerate(zip(curve["progress"], curve[R.PROXY_TOP1], curve[R.TRAIN_SECONDS])):
+    for i, (progress, top1, seconds) in enumerate(zip(curve["progress"], curve[record.PROXY_TOP1], curve[record.TRAIN_SECONDS])):
         whole = math.ceil(progress - 1e-9)
         position = position + 1 if whole == epoch else 1  # this evaluation's place in its epoch
         epoch = whole
         if position % stride == 0 or abs(progress - whole) < 1e-9:
             results.append((clock[i] - skipped, {
-                "progress": progress, "epoch": int(progress + 1e-9), R.PROXY_TOP1: top1, R.TRAIN_SECONDS: seconds,
-                R.MACS: point.macs,
+                "progress": progress, "epoch": int(progress + 1e-9), record.PROXY_TOP1: top1, record.TRAIN_SECONDS: seconds,
+                record.MACS: point.macs,
             }))
-        elif R.WALL_SECONDS in curve and i + 1 < len(clock):
-            skipped += (clock[i + 1] - clock[i]) - (curve[R.TRAIN_SECONDS][i + 1] - seconds)
+        elif record.WALL_SECONDS in curve and i + 1 < len(clock):
+            skipped += (clock[i + 1] - clock[i]) - (curve[record.TRAIN_SECONDS][i + 1] - seconds)
     if not point.complete:
         at = clock[-1] - skipped if clock else 0.0
-        results.append((at, {"failure": point.fail_reason, R.PROXY_TOP1: math.nan, R.TRAIN_SECONDS: point.seconds}))
+        results.append((at, {"failure": point.fail_reason, record.PROXY_TOP1: math.nan, record.TRAIN_SECONDS: point.seconds}))
     return results

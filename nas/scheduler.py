@@ -14,7 +14,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from dashboards.pareto import front_ranks
 from searchspace import NasError
-from trials import record as R
+from trials import record
 
 SCHEDULERS = ("pareto", "asha", "none")
 # The trainable evaluates every half epoch (its `progress` result, in epochs); the first rung is at half
@@ -154,11 +154,11 @@ def make_scheduler(name: str, epochs: int, reduction_factor: float = REDUCTION_F
     how they rank: on the study's two objectives, or on proxy top-1 alone. `none` trains every trial fully."""
     grace = 1 / EVALUATIONS_PER_EPOCH
     if name == "pareto":
-        objectives = {R.PROXY_TOP1: "max", R.MACS: "min"}  # the study's objectives (R.OBJECTIVES)
+        objectives = {record.PROXY_TOP1: "max", record.MACS: "min"}  # the study's objectives (record.OBJECTIVES)
         return MOASHAScheduler(objectives, epochs, "progress", grace, reduction_factor)
     if name == "asha":
         return ASHAScheduler(
-            time_attr="progress", metric=R.PROXY_TOP1, mode="max", max_t=epochs, grace_period=grace,
+            time_attr="progress", metric=record.PROXY_TOP1, mode="max", max_t=epochs, grace_period=grace,
             reduction_factor=reduction_factor,
         )
     if name == "none":

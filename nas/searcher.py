@@ -29,7 +29,7 @@ from ray.tune.search import Searcher
 from dashboards.optuna_internals import new_trial, queued_params, record_heartbeat
 from searchspace import ArchSpec, SearchSpace, count, format_macs, preset_by_id
 from trials import ProxyRecipe
-from trials import record as R
+from trials import record
 
 from .drafts import DraftStudy
 from .study import settles_its_point
@@ -168,7 +168,7 @@ class StudySearcher(Searcher):
         if "progress" in result and (not curve or result["progress"] > curve[-1]["progress"]):
             now = self.clock()
             self._latest[trial_id] = now
-            curve.append({**{key: result.get(key) for key in R.CURVE_KEYS}, R.WALL_SECONDS: now - self._start.get(trial_id, now)})
+            curve.append({**{key: result.get(key) for key in record.CURVE_KEYS}, record.WALL_SECONDS: now - self._start.get(trial_id, now)})
 
     def _freeing(self, trial_id: str) -> None:
         """The trial's worker is free from the trial's last evaluation on (or now, when it made none)."""
@@ -196,7 +196,7 @@ class StudySearcher(Searcher):
         with self._lock:
             self._stored_trial.pop(trial_id)
             if epochs >= self.recipe.epochs:
-                macs = trial.user_attrs[R.MACS]
+                macs = trial.user_attrs[record.MACS]
                 if self.before_complete is not None:
                     try:
                         self.before_complete(trial)
@@ -208,7 +208,7 @@ class StudySearcher(Searcher):
             else:
                 run = _epochs_run(result)  # a trial the scheduler stopped: the time limit's cuts never come here
                 why = "stopped early by the scheduler" if run else "stopped before its first epoch"
-                trial.set_user_attr(R.FAIL_REASON, f"{why} (after {run} of {self.recipe.epochs} epochs)")
+                trial.set_user_attr(record.FAIL_REASON, f"{why} (after {run} of {self.recipe.epochs} epochs)")
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.tally.pruned += 1
                 self.tally.events.append((trial.number, "pruned", run))
@@ -223,8 +223,8 @@ class StudySearcher(Searcher):
             self._stored_trial.pop(trial_id, None)
             self._freeing(trial_id)
             self._record_metrics(trial, self._last_result.get(trial_id, {}), self._curve_so_far.pop(trial_id, []))
-            trial.set_user_attr(R.FAIL_REASON, reason[:500])
-            spec, first_try = R.spec_of(trial), R.RETRY_OF not in trial.user_attrs
+            trial.set_user_attr(record.FAIL_REASON, reason[:500])
+            spec, first_try = record.spec_of(trial), record.RETRY_OF not in trial.user_attrs
             self.study.tell(trial, state=TrialState.FAIL)
             self.tally.failed += 1
             if requeue and first_try and spec is not None:
@@ -247,11 +247,11 @@ class StudySearcher(Searcher):
                 result = self._last_result.get(trial_id, {})
                 self._record_metrics(trial, result, self._curve_so_far.pop(trial_id, []))
                 run = _epochs_run(result)
-                trial.set_user_attr(R.CUT_BY_TIME_LIMIT, True)
+                trial.set_user_attr(record.CUT_BY_TIME_LIMIT, True)
                 trial.set_user_attr(
-                    R.FAIL_REASON, f"cut by the time limit after {run:g} of {self.recipe.epochs} epochs: not a measurement of its point, which is queued again"
+                    record.FAIL_REASON, f"cut by the time limit after {run:g} of {self.recipe.epochs} epochs: not a measurement of its point, which is queued again"
                 )
-                spec = R.spec_of(trial)
+                spec = record.spec_of(trial)
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.tally.cut += 1
                 if spec is not None:
@@ -272,8 +272,8 @@ class StudySearcher(Searcher):
             self.study.sampler = RandomSampler()  # decides nothing: a queued trial fixes its parameters
             trial = self.study.ask()
             self.beat(trial)
-            if trial.params or R.SPEC in trial.user_attrs or queued_params(trial) is not None:
-                spec = R.spec_of(trial) or self.space.suggest(trial)
+            if trial.params or record.SPEC in trial.user_attrs or queued_params(trial) is not None:
+                spec = record.spec_of(trial) or self.space.suggest(trial)
                 return trial, (spec if self._claim(trial, spec) else None)
             self._step_back(trial, "not trained: another search took the queued point meanwhile")
             return trial, None
@@ -293,7 +293,7 @@ class StudySearcher(Searcher):
         a suggestion's time on SQLite."""
         template = optuna.trial.create_trial(
             state=TrialState.RUNNING, params=draft.params, distributions=draft.distributions, user_attrs=self._record(spec),
-            constraints={R.BUDGET_CONSTRAINT: count(spec).macs - self.budget},
+            constraints={record.BUDGET_CONSTRAINT: count(spec).macs - self.budget},
         )
         trial = new_trial(self.study, template)
         self.beat(trial)
@@ -340,8 +340,8 @@ class StudySearcher(Searcher):
         trains the point; when both see each other, both step back and the point waits for a later draw."""
         proxy_id = self.proxy_id(spec)
         if not recorded:
-            trial.set_user_attr(R.PROXY_ID, proxy_id)
-            trial.set_user_attr(R.SPEC_ID, spec.id)
+            trial.set_user_attr(record.PROXY_ID, proxy_id)
+            trial.set_user_attr(record.SPEC_ID, spec.id)
         macs = count(spec).macs
         if macs > self.budget:  # a queued point: presets are checked when queued, so rarely
             return self._step_back(trial, f"not trained: {format_macs(macs)} MACs is over the budget of {format_macs(self.budget)}")
@@ -351,25 +351,25 @@ class StudySearcher(Searcher):
             return self._step_back(trial, f"not trained: trial {other.number} trains the same proxy network")
         if not recorded:
             for key, value in self._record(spec).items():
-                if key not in (R.PROXY_ID, R.SPEC_ID):
+                if key not in (record.PROXY_ID, record.SPEC_ID):
                     trial.set_user_attr(key, value)
-            if R.BUDGET_CONSTRAINT not in trial.constraints:
-                trial.set_constraint(R.BUDGET_CONSTRAINT, macs - self.budget)
+            if record.BUDGET_CONSTRAINT not in trial.constraints:
+                trial.set_constraint(record.BUDGET_CONSTRAINT, macs - self.budget)
         return True
 
     def _record(self, spec: ArchSpec) -> dict:
         """What a stored trial records of its point: the claim (proxy id, id), the spec, its cost, the preset."""
         params, macs = count(spec)
-        record = {
-            R.PROXY_ID: self.proxy_id(spec), R.SPEC_ID: spec.id, R.SEARCH_PROCESS: _PROCESS,
-            R.SPEC: json.dumps(spec.to_dict(), sort_keys=True), R.PARAMS: params, R.MACS: macs,
+        attrs = {
+            record.PROXY_ID: self.proxy_id(spec), record.SPEC_ID: spec.id, record.SEARCH_PROCESS: _PROCESS,
+            record.SPEC: json.dumps(spec.to_dict(), sort_keys=True), record.PARAMS: params, record.MACS: macs,
         }
         if self._presets.get(spec.id):
-            record[R.PRESET] = self._presets[spec.id]
-        return record
+            attrs[record.PRESET] = self._presets[spec.id]
+        return attrs
 
     def _step_back(self, trial: optuna.Trial, reason: str) -> bool:
-        trial.set_user_attr(R.FAIL_REASON, reason)
+        trial.set_user_attr(record.FAIL_REASON, reason)
         self.study.tell(trial, state=TrialState.FAIL)
         return False
 
@@ -387,7 +387,7 @@ class StudySearcher(Searcher):
             ids = self._ids_of(t)
             if ids is None or t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
                 continue
-            if t.state == TrialState.PRUNED and not t.user_attrs.get(R.EPOCHS):
+            if t.state == TrialState.PRUNED and not t.user_attrs.get(record.EPOCHS):
                 continue  # told PRUNED without training (an over-budget draw of an older version)
             if claim is not None and ids[1] == claim and t.number != exclude and found is None:
                 found = t
@@ -405,10 +405,10 @@ class StudySearcher(Searcher):
     def _ids_of(self, t: optuna.trial.FrozenTrial) -> tuple[str, str] | None:
         """(id, proxy id) of a stored trial, from its spec (so trials stored under an older id still match)."""
         if t.number not in self._ids_by_number:
-            if t.state == TrialState.RUNNING and R.PROXY_ID in t.user_attrs and R.SPEC not in t.user_attrs:
-                return t.user_attrs[R.SPEC_ID], t.user_attrs[R.PROXY_ID]  # claimed a moment ago, not yet recorded
-            spec = R.spec_of(t)
-            if spec is None or R.DUPLICATE_OF in t.user_attrs:
+            if t.state == TrialState.RUNNING and record.PROXY_ID in t.user_attrs and record.SPEC not in t.user_attrs:
+                return t.user_attrs[record.SPEC_ID], t.user_attrs[record.PROXY_ID]  # claimed a moment ago, not yet recorded
+            spec = record.spec_of(t)
+            if spec is None or record.DUPLICATE_OF in t.user_attrs:
                 return None
             self._ids_by_number[t.number] = (spec.id, self.proxy_id(spec))
         return self._ids_by_number[t.number]
@@ -418,20 +418,20 @@ class StudySearcher(Searcher):
         or queued them already. `retry_of`: the trial whose Ray node or worker died while training the point,
         which is queued again (once: see `fail`) although that failure settles it."""
         trials = self.study.get_trials(deepcopy=False)
-        queued = {t.user_attrs.get(R.SPEC_ID) for t in trials if t.state == TrialState.WAITING}
+        queued = {t.user_attrs.get(record.SPEC_ID) for t in trials if t.state == TrialState.WAITING}
         settled = {ids[1] for t in trials if t.number != retry_of and settles_its_point(t) and (ids := self._ids_of(t))}
         for spec in queue:
             if spec.id in queued or self.proxy_id(spec) in settled:
                 continue
-            attrs = {R.SPEC_ID: spec.id}
+            attrs = {record.SPEC_ID: spec.id}
             if spec.id in self._presets:
-                attrs[R.PRESET] = self._presets[spec.id]
+                attrs[record.PRESET] = self._presets[spec.id]
             if retry_of is not None:
-                attrs[R.RETRY_OF] = retry_of
+                attrs[record.RETRY_OF] = retry_of
             if self.space.contains(spec):  # a real sample of the space: the sampler sees its parameters
                 self.study.enqueue_trial(self.space.params_of(spec), user_attrs=attrs)
             else:  # no parameters to give: the trial carries its spec
-                self.study.enqueue_trial({}, user_attrs={**attrs, R.SPEC: json.dumps(spec.to_dict(), sort_keys=True)})
+                self.study.enqueue_trial({}, user_attrs={**attrs, record.SPEC: json.dumps(spec.to_dict(), sort_keys=True)})
             queued.add(spec.id)
 
     def beat(self, trial: optuna.Trial | None = None) -> None:
@@ -445,12 +445,12 @@ class StudySearcher(Searcher):
 
     @staticmethod
     def _record_metrics(trial: optuna.Trial, result: dict, curve: list[dict]) -> None:
-        for key in (R.PROXY_TOP1, R.PROXY_TOP1_SE, R.SEED_TOP1, R.PROXY_LOSS, R.TRAIN_LOSS_SUM, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE, R.NODE):
+        for key in (record.PROXY_TOP1, record.PROXY_TOP1_SE, record.SEED_TOP1, record.PROXY_LOSS, record.TRAIN_LOSS_SUM, record.TRAIN_SECONDS, record.IMAGES_PER_SECOND, record.DEVICE, record.NODE):
             if result.get(key) is not None:
                 trial.set_user_attr(key, result[key])
-        trial.set_user_attr(R.EPOCHS, _epochs_run(result))
+        trial.set_user_attr(record.EPOCHS, _epochs_run(result))
         if curve:  # columns, as a user attribute: Optuna's intermediate values are single-objective only
-            trial.set_user_attr(R.CURVE, {key: [e[key] for e in curve] for key in R.CURVE_KEYS})
+            trial.set_user_attr(record.CURVE, {key: [e[key] for e in curve] for key in record.CURVE_KEYS})
 
 
 def _epochs_run(result: dict) -> float:

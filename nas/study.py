@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from searchspace import NasError, format_macs
 from trials import ProxyRecipe
-from trials import record as R
+from trials import record
 
 from . import DEFAULT_STORAGE  # noqa: F401  (where the commands' options find it)
 from .trial_cache import DiskCachedStorage
@@ -164,43 +164,43 @@ def open_search_study(
     existing = {s.study_name for s in storage.get_all_studies()}
     resumed = name in existing
     study = optuna.create_study(
-        study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(), directions=list(R.DIRECTIONS),
+        study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(), directions=list(record.DIRECTIONS),
         load_if_exists=True,
     )
     wanted = {
-        R.STUDY_BUDGET: budget,
-        R.STUDY_SPACE: space.source,
-        R.STUDY_SPACE_HASH: space_digest(space),
-        R.STUDY_DATA: data,
-        R.STUDY_RECIPE: recipe.as_dict(),
-        R.STUDY_RECIPE_KEY: R.recipe_key(recipe, data),
-        R.STUDY_ROLE: role,
+        record.STUDY_BUDGET: budget,
+        record.STUDY_SPACE: space.source,
+        record.STUDY_SPACE_HASH: space_digest(space),
+        record.STUDY_DATA: data,
+        record.STUDY_RECIPE: recipe.as_dict(),
+        record.STUDY_RECIPE_KEY: record.recipe_key(recipe, data),
+        record.STUDY_ROLE: role,
     }
     if resumed:
         stored = dict(study.user_attrs)
-        if R.STUDY_RECIPE in stored:  # fields added since the study was made take their old behaviour
-            stored[R.STUDY_RECIPE] = R.stored_recipe(study).as_dict()
-        checks = ((R.STUDY_SPACE_HASH, "space file"), (R.STUDY_BUDGET, "budget"), (R.STUDY_DATA, "data"), (R.STUDY_RECIPE, "proxy recipe"))
+        if record.STUDY_RECIPE in stored:  # fields added since the study was made take their old behaviour
+            stored[record.STUDY_RECIPE] = record.stored_recipe(study).as_dict()
+        checks = ((record.STUDY_SPACE_HASH, "space file"), (record.STUDY_BUDGET, "budget"), (record.STUDY_DATA, "data"), (record.STUDY_RECIPE, "proxy recipe"))
         for key, label in checks:
             if key in stored and stored[key] != wanted[key]:
                 was, now = stored[key], wanted[key]
-                if key == R.STUDY_BUDGET:
+                if key == record.STUDY_BUDGET:
                     was, now = format_macs(was), format_macs(now)
-                if key == R.STUDY_RECIPE:  # only what differs, as the options that set it
+                if key == record.STUDY_RECIPE:  # only what differs, as the options that set it
                     fields = [k for k in now if was.get(k) != now[k]]
                     was = ", ".join(f"{k} {was.get(k)!r}" for k in fields)
                     option = {"subset": "--subset", "val_size": "--held-out"}
                     now = ", ".join(f"{now[k]!r} ({option.get(k, '--proxy-' + k.replace('_', '-'))})" for k in fields)
-                if key == R.STUDY_SPACE_HASH:
-                    was = f"{stored.get(R.STUDY_SPACE, '?')} (sha256 {was[:12]})"
+                if key == record.STUDY_SPACE_HASH:
+                    was = f"{stored.get(record.STUDY_SPACE, '?')} (sha256 {was[:12]})"
                     now = f"{space.source} (sha256 {now[:12]}), whose content differs"
                 raise NasError(
                     f"study {name!r} was run with {label} {was}, not {now}; one study holds one space, budget, data "
                     "set and fidelity: use the same options or another --study"
                 )
-    if not resumed or R.STUDY_RECIPE_KEY not in study.user_attrs:
+    if not resumed or record.STUDY_RECIPE_KEY not in study.user_attrs:
         if not resumed:
-            study.set_metric_names(list(R.OBJECTIVES))
+            study.set_metric_names(list(record.OBJECTIVES))
         for key, value in wanted.items():
             study.set_user_attr(key, value)
     return study, resumed
@@ -211,13 +211,13 @@ def settles_its_point(t: optuna.trial.FrozenTrial) -> bool:
     PRUNED after training: the scheduler stopped it), in training, or failed in its own training (diverged,
     out of memory: a retry fails the same way). A point whose trial was interrupted (a stopped search), cut
     by the time limit or not trained (a collision) is queued again."""
-    if t.user_attrs.get(R.CUT_BY_TIME_LIMIT):
+    if t.user_attrs.get(record.CUT_BY_TIME_LIMIT):
         return False
     if t.state in (TrialState.COMPLETE, TrialState.RUNNING):
         return True
     if t.state == TrialState.PRUNED:
-        return bool(t.user_attrs.get(R.EPOCHS))
-    reason = t.user_attrs.get(R.FAIL_REASON)
+        return bool(t.user_attrs.get(record.EPOCHS))
+    reason = t.user_attrs.get(record.FAIL_REASON)
     return t.state == TrialState.FAIL and bool(reason) and not reason.startswith(("interrupted", "not trained"))
 
 

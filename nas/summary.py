@@ -10,7 +10,7 @@ import pandas as pd
 from dashboards.calibration import find_calibration, summary_line
 from dashboards.front import ALPHA, confirmed_text, dominance_report, pareto_frame
 from searchspace import format_macs, format_params
-from trials import record as R
+from trials import record
 
 from .console import emit_json, out, table
 from .study import load_study, masked
@@ -62,7 +62,7 @@ class Results:
     def of(cls, study) -> "Results":
         calibration, missing = find_calibration(study)
         front = pareto_frame(study, calibration)
-        confirmation = study.user_attrs.get(R.STUDY_CONFIRMATION)
+        confirmation = study.user_attrs.get(record.STUDY_CONFIRMATION)
         if confirmation:
             front["confirmed"] = [confirmation["points"].get(str(n), {}).get("confirmed") for n in front["number"]]
         return cls(front, calibration, confirmation, dominance_report(study, calibration), missing)
@@ -81,8 +81,8 @@ class Results:
             None,
             columns,
             [
-                (r["number"], r[R.SPEC_ID], r[R.PRESET] if isinstance(r[R.PRESET], str) else "", format_macs(r[R.MACS]),
-                 format_params(r[R.PARAMS]), _score(r[R.PROXY_TOP1], r[R.PROXY_TOP1_SE]))
+                (r["number"], r[record.SPEC_ID], r[record.PRESET] if isinstance(r[record.PRESET], str) else "", format_macs(r[record.MACS]),
+                 format_params(r[record.PARAMS]), _score(r[record.PROXY_TOP1], r[record.PROXY_TOP1_SE]))
                 + ((confirmed_text(self.confirmation["points"].get(str(r["number"]))),) if self.confirmation else ())
                 for _, r in front.iterrows()
             ],

@@ -18,7 +18,7 @@ def proxy_trial(
 
     from searchspace import ArchSpec, count
     from trials import ProxyRecipe, failure_reason, memory_cap, train_seeds
-    from trials import record as R
+    from trials import record
 
     torch.set_num_threads(threads)  # the trial's share of the CPUs, not all of them
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None  # None: called outside Ray (tests)
@@ -34,6 +34,6 @@ def proxy_trial(
                 return
             except Exception as exc:  # noqa: BLE001 - every training failure becomes the trial's recorded reason
                 results.close()  # frees the model and optimizer before Ray reports
-                tune.report({"failure": failure_reason(exc), "proxy_top1": float("nan"), R.NODE: node})
+                tune.report({"failure": failure_reason(exc), "proxy_top1": float("nan"), record.NODE: node})
                 return
-            tune.report({**result.metrics(), "macs": macs, R.NODE: node})
+            tune.report({**result.metrics(), "macs": macs, record.NODE: node})

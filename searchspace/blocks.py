@@ -12,7 +12,7 @@ from timm.layers import DropPath, LayerNorm2d, LayerScale, Mlp, SEModule, create
 from timm.models.swin_transformer import PatchMerging
 from torch import Tensor, nn
 
-from . import cost as C
+from . import cost
 from .geometry import feature_sizes, out_size, stem_output, stem_strides  # noqa: F401 (feature_sizes: public here too)
 from .layers import ConvBNAct, LastDimBatchNorm, act_layer, nchw, nhwc, norm_layer
 from .mixer import TokenMixer, mixer_cost
@@ -52,14 +52,14 @@ def feed_forward(stage: StageSpec, dim: int, act: type[nn.Module]) -> nn.Module:
     return Mlp(dim, hidden, act_layer=act)
 
 
-def feed_forward_cost(stage: StageSpec, dim: int, pixels: int) -> C.Cost:
+def feed_forward_cost(stage: StageSpec, dim: int, pixels: int) -> cost.Cost:
     hidden = ffn_hidden(dim, stage.ffn_ratio)
-    total = C.linear(dim, hidden, pixels) + C.linear(hidden, dim, pixels)
+    total = cost.linear(dim, hidden, pixels) + cost.linear(hidden, dim, pixels)
     if stage.ffn_local:
-        total += C.conv(hidden, hidden, stage.ffn_local, pixels, groups=hidden)
+        total += cost.conv(hidden, hidden, stage.ffn_local, pixels, groups=hidden)
     if stage.ffn_se:
         reduced = make_divisible(hidden * SE_RATIO, 8, round_limit=0.0)
-        total += C.conv(hidden, reduced, 1, 1) + C.conv(reduced, hidden, 1, 1)
+        total += cost.conv(hidden, reduced, 1, 1) + cost.conv(reduced, hidden, 1, 1)
     return total
 
 
@@ -102,18 +102,18 @@ class ParallelMixer(nn.Module):
         return self.proj(torch.cat([self.first_norm(first), self.second_norm(second)], -1))
 
 
-def parallel_cost(stage: StageSpec, dim: int, feature_size, shifted: bool) -> C.Cost:
+def parallel_cost(stage: StageSpec, dim: int, feature_size, shifted: bool) -> cost.Cost:
     pixels = feature_size[0] * feature_size[1]
     half = dim // 2
-    total = C.linear(dim, half, pixels) + C.norm(half) + C.norm(half)
+    total = cost.linear(dim, half, pixels) + cost.norm(half) + cost.norm(half)
     total += mixer_cost(stage.mixer, half, feature_size, shifted=shifted, value_proj=False, out_dim=None)
-    total += C.linear(dim, dim, pixels) + C.norm(dim) + C.norm(half)
+    total += cost.linear(dim, dim, pixels) + cost.norm(dim) + cost.norm(half)
     total += mixer_cost(stage.second_mixer, dim, feature_size, shifted=shifted, value_proj=False, out_dim=half)
     if stage.interaction:
         c8, c16 = max(1, dim // 8), max(1, dim // 16)
-        total += C.linear(dim, c8, 1) + C.norm(c8) + C.linear(c8, half, 1)
-        total += C.linear(half, c16, pixels) + C.norm(c16) + C.linear(c16, 1, pixels)
-    return total + C.linear(dim, dim, pixels)
+        total += cost.linear(dim, c8, 1) + cost.norm(c8) + cost.linear(c8, half, 1)
+        total += cost.linear(half, c16, pixels) + cost.norm(c16) + cost.linear(c16, 1, pixels)
+    return total + cost.linear(dim, dim, pixels)
 
 
 def token_mixer(stage: StageSpec, dim: int, feature_size, shifted: bool) -> nn.Module:
@@ -125,7 +125,7 @@ def token_mixer(stage: StageSpec, dim: int, feature_size, shifted: bool) -> nn.M
     return nn.Sequential(first, TokenMixer(stage.second_mixer, dim, feature_size, shifted=shifted))
 
 
-def token_mixer_cost(stage: StageSpec, dim: int, feature_size, shifted: bool) -> C.Cost:
+def token_mixer_cost(stage: StageSpec, dim: int, feature_size, shifted: bool) -> cost.Cost:
     if stage.layout == "parallel":
         return parallel_cost(stage, dim, feature_size, shifted)
     total = mixer_cost(stage.mixer, dim, feature_size, shifted=shifted)
@@ -162,17 +162,17 @@ class Block(nn.Module):
         return x + self.drop_path(self.ls2(self.ffn(self.norm2(self.mixer(x)))))
 
 
-def block_cost(stage: StageSpec, dim: int, feature_size, shifted: bool, arch: ArchSpec) -> C.Cost:
+def block_cost(stage: StageSpec, dim: int, feature_size, shifted: bool, arch: ArchSpec) -> cost.Cost:
     pixels = feature_size[0] * feature_size[1]
-    total = token_mixer_cost(stage, dim, feature_size, shifted) + C.norm(dim)
+    total = token_mixer_cost(stage, dim, feature_size, shifted) + cost.norm(dim)
     total += feed_forward_cost(stage, dim, pixels)
     scales = 1
     if stage.topology == "transformer":
         scales = 2
         if not _mixer_normalises_input(stage):
-            total += C.norm(dim)
+            total += cost.norm(dim)
     if arch.layer_scale:
-        total += C.params(scales * dim)
+        total += cost.params(scales * dim)
     return total
 
 
@@ -200,16 +200,16 @@ class Stem(nn.Module):
         return self.norm(nhwc(self.convs(x)))
 
 
-def stem_cost(arch: ArchSpec, in_chans: int, dim: int, size: tuple[int, int], stem_stride: int) -> C.Cost:
+def stem_cost(arch: ArchSpec, in_chans: int, dim: int, size: tuple[int, int], stem_stride: int) -> cost.Cost:
     h, w = stem_output(arch.stem, size, stem_stride)
     if arch.stem == "patch":
-        return C.conv(in_chans, dim, stem_stride, h * w) + C.norm(dim)
+        return cost.conv(in_chans, dim, stem_stride, h * w) + cost.norm(dim)
     half = max(1, dim // 2)
     first, _ = stem_strides(stem_stride)
     mid = out_size(size[0], 3, first) * out_size(size[1], 3, first)
-    total = C.conv(in_chans, half, 3, mid) + C.norm(half)
-    total += (C.conv(half, half, 3, mid) + C.norm(half)) * arch.stem_extra_convs
-    return total + C.conv(half, dim, 3, h * w) + C.norm(dim)
+    total = cost.conv(in_chans, half, 3, mid) + cost.norm(half)
+    total += (cost.conv(half, half, 3, mid) + cost.norm(half)) * arch.stem_extra_convs
+    return total + cost.conv(half, dim, 3, h * w) + cost.norm(dim)
 
 
 def downsample(kind: str, cin: int, cout: int) -> nn.Module:
@@ -218,10 +218,10 @@ def downsample(kind: str, cin: int, cout: int) -> nn.Module:
     return ConvBNAct(cin, cout, 3, 2, nn.LayerNorm(cout), act=False, bias=False)
 
 
-def downsample_cost(kind: str, cin: int, cout: int, out_pixels: int) -> C.Cost:
+def downsample_cost(kind: str, cin: int, cout: int, out_pixels: int) -> cost.Cost:
     if kind == "patch_merge":
-        return C.norm(4 * cin) + C.linear(4 * cin, cout, out_pixels, bias=False)
-    return C.conv(cin, cout, 3, out_pixels, bias=False) + C.norm(cout)
+        return cost.norm(4 * cin) + cost.linear(4 * cin, cout, out_pixels, bias=False)
+    return cost.conv(cin, cout, 3, out_pixels, bias=False) + cost.norm(cout)
 
 
 def head_hidden(arch: ArchSpec, dim: int) -> int:
@@ -272,11 +272,11 @@ class Head(nn.Module):
         return x if pre_logits else self.fc(x)
 
 
-def head_cost(arch: ArchSpec, dim: int, pixels: int, num_classes: int) -> C.Cost:
-    total = C.Cost() if arch.stage_norm else C.norm(dim)
+def head_cost(arch: ArchSpec, dim: int, pixels: int, num_classes: int) -> cost.Cost:
+    total = cost.Cost() if arch.stage_norm else cost.norm(dim)
     hidden = head_hidden(arch, dim)
     if hidden:
-        total += C.linear(dim, hidden, pixels, bias=False) + C.norm(hidden)
+        total += cost.linear(dim, hidden, pixels, bias=False) + cost.norm(hidden)
     if num_classes:
-        total += C.linear(hidden or dim, num_classes, 1)
+        total += cost.linear(hidden or dim, num_classes, 1)
     return total

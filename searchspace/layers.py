@@ -8,7 +8,7 @@ from __future__ import annotations
 from timm.layers import get_act_layer
 from torch import Tensor, nn
 
-from . import cost as C
+from . import cost
 
 
 class LastDimBatchNorm(nn.BatchNorm1d):
@@ -49,10 +49,10 @@ def projection(kind: str, cin: int, cout: int, act: bool) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def projection_cost(kind: str, cin: int, cout: int, tokens: int) -> C.Cost:
+def projection_cost(kind: str, cin: int, cout: int, tokens: int) -> cost.Cost:
     if kind == "linear":
-        return C.linear(cin, cout, tokens)
-    return C.linear(cin, cout, tokens, bias=False) + C.norm(cout)
+        return cost.linear(cin, cout, tokens)
+    return cost.linear(cin, cout, tokens, bias=False) + cost.norm(cout)
 
 
 class ConvBNAct(nn.Module):

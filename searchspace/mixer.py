@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from . import cost as C
+from . import cost
 from .axes import Connectivity
 from .layers import LastDimBatchNorm, projection, projection_cost
 from .spec import CONNECTIVITIES, WEIGHT_NORMS, MixerSpec
@@ -78,11 +78,11 @@ def mixer_cost(
     shifted: bool = False,
     value_proj: bool = True,
     out_dim: int | None = -1,
-) -> C.Cost:
+) -> cost.Cost:
     """Parameters and MACs of `TokenMixer(spec, dim, feature_size, ...)` on one image, in closed form."""
     total = sampling_set(spec, dim, feature_size, shifted, value_proj).cost()
     if spec.projection == "conv_bn":
-        total += C.norm(dim)
+        total += cost.norm(dim)
     out_dim = dim if out_dim == -1 else out_dim
     if out_dim is not None:
         total += projection_cost(spec.projection or "linear", dim, out_dim, feature_size[0] * feature_size[1])

@@ -15,7 +15,7 @@ from timm.layers.helpers import get_device_dtype
 from timm.models import build_model_with_cfg
 from torch import Tensor, nn
 
-from . import cost as C
+from . import cost
 from .blocks import (
     Block,
     Head,
@@ -223,36 +223,36 @@ def build_model(
     )
 
 
-def cost_by_part(spec, img_size=224, num_classes=1000, in_chans=3, stem_stride=4) -> list[tuple[str, C.Cost]]:
+def cost_by_part(spec, img_size=224, num_classes=1000, in_chans=3, stem_stride=4) -> list[tuple[str, cost.Cost]]:
     """[('stem', cost), ('stage 1', cost), ..., ('head', cost)]: a stage includes the downsampling before it."""
     spec = as_spec(spec)
     sizes = stage_sizes(spec, img_size, stem_stride)
     parts = [("stem", stem_cost(spec, in_chans, spec.stages[0].dim, _pair(img_size), stem_stride))]
     for i, (stage, size) in enumerate(zip(spec.stages, sizes)):
         pixels = size[0] * size[1]
-        total = C.Cost()
+        total = cost.Cost()
         if i:
             total += downsample_cost(spec.downsample, spec.stages[i - 1].dim, stage.dim, pixels)
         if stage.pos_embed:
-            total += C.params(pixels * stage.dim)
+            total += cost.params(pixels * stage.dim)
         for b in range(stage.depth):
             total += block_cost(stage, stage.dim, size, is_shifted(b), spec)
         if spec.stage_norm:
-            total += C.norm(stage.dim)
+            total += cost.norm(stage.dim)
         parts.append((f"stage {i + 1}", total))
     last = sizes[-1]
     parts.append(("head", head_cost(spec, spec.stages[-1].dim, last[0] * last[1], num_classes)))
     return parts
 
 
-def count(spec, img_size=224, num_classes=1000, in_chans=3, stem_stride=4) -> C.Cost:
+def count(spec, img_size=224, num_classes=1000, in_chans=3, stem_stride=4) -> cost.Cost:
     """Parameters and MACs of the built network on one image, in closed form (no weights, ~1 ms)."""
-    return sum((cost for _, cost in cost_by_part(spec, img_size, num_classes, in_chans, stem_stride)), C.Cost())
+    return sum((part for _, part in cost_by_part(spec, img_size, num_classes, in_chans, stem_stride)), cost.Cost())
 
 
-def measure(model: nn.Module, img_size=224, in_chans=3) -> C.Cost:
+def measure(model: nn.Module, img_size=224, in_chans=3) -> cost.Cost:
     """Parameters and MACs of a built model measured by running it (FlopCounterMode)."""
     h, w = _pair(img_size)
     model.eval()
     example = torch.randn(1, in_chans, h, w)
-    return C.Cost(sum(p.numel() for p in model.parameters()), C.measure_macs(model, example))
+    return cost.Cost(sum(p.numel() for p in model.parameters()), cost.measure_macs(model, example))

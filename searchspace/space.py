@@ -23,7 +23,7 @@ from typing import Annotated, Any, Iterator
 from annotated_types import Ge
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from . import cost as C
+from . import cost
 from .blocks import block_cost, feature_sizes
 from .errors import NasError
 from .mixer import mixer_cost
@@ -441,10 +441,10 @@ class SearchSpace:
                 if len(found) == n:
                     break
         if not found:
-            cheapest, cost = self.cheapest(img_size)
+            cheapest, cheapest_cost = self.cheapest(img_size)
             raise NasError(
-                f"no point of {self.source} fits the budget of {C.format_macs(budget)} MACs: the cheapest needs "
-                f"{C.format_macs(cost.macs)}"
+                f"no point of {self.source} fits the budget of {cost.format_macs(budget)} MACs: the cheapest needs "
+                f"{cost.format_macs(cheapest_cost.macs)}"
             )
         return list(found.values())
 
@@ -574,7 +574,7 @@ class SearchSpace:
             by_used = after
         return sum(n * math.prod(_domain_size(table[k]) for k in used) for used, n in by_used.items())
 
-    def cheapest(self, img_size=224) -> tuple[ArchSpec, C.Cost]:
+    def cheapest(self, img_size=224) -> tuple[ArchSpec, cost.Cost]:
         """The point with the fewest MACs: every network choice tried; per stage the least depth and
         width (all costs grow with them) and the cheapest layout, mixers and FFN at that width.
         With dimensions shared across stages this is a lower bound."""
@@ -593,9 +593,9 @@ class SearchSpace:
                     stage_cache[stem, i] = self._cheapest_stage(net, i, sizes[i])
             stages = [stage_cache[stem, i] for i in range(self.num_stages)]
             spec = self._validate({**net, "stages": stages})
-            cost = count(spec, img_size)
-            if best is None or cost.macs < best[1].macs:
-                best = (spec, cost)
+            spec_cost = count(spec, img_size)
+            if best is None or spec_cost.macs < best[1].macs:
+                best = (spec, spec_cost)
         return best
 
     def _cheapest_stage(self, net: dict, i: int, size) -> dict:

@@ -72,7 +72,7 @@ class Snapshot:
 def snapshot(storage_url: str, name: str = STUDY) -> Snapshot:
     import optuna
 
-    from trials import record as R
+    from trials import record
 
     try:
         study = optuna.load_study(study_name=name, storage=storage_url)
@@ -82,10 +82,10 @@ def snapshot(storage_url: str, name: str = STUDY) -> Snapshot:
     for t in study.get_trials(deepcopy=False):
         snap.states[t.state.name] = snap.states.get(t.state.name, 0) + 1
         if t.state.name == "COMPLETE":
-            snap.complete[t.number] = (tuple(t.values), t.user_attrs.get(R.SPEC_ID))
-        trained = t.user_attrs.get(R.EPOCHS) and R.DUPLICATE_OF not in t.user_attrs
+            snap.complete[t.number] = (tuple(t.values), t.user_attrs.get(record.SPEC_ID))
+        trained = t.user_attrs.get(record.EPOCHS) and record.DUPLICATE_OF not in t.user_attrs
         if trained and t.state.name in ("COMPLETE", "PRUNED"):
-            snap.trained_ids.append(t.user_attrs[R.SPEC_ID])
+            snap.trained_ids.append(t.user_attrs[record.SPEC_ID])
     return snap
 
 

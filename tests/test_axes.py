@@ -12,13 +12,13 @@ from torch import nn
 
 from nas.searcher import StudySearcher
 from searchspace import NasError, build_model, count, load_space, measure, parse_macs, spec_from_data
-from searchspace import cost as C
+from searchspace import cost
 from searchspace.axes import KERNEL, PROJECTION, Connectivity, DynamicWeight, Option, register_connectivity, register_dynamic
 from searchspace.layers import nchw, nhwc
 from searchspace.mixer import TokenMixer
 from searchspace.spec import MixerSpec, unregister
 from trials import ProxyRecipe
-from trials import record as R
+from trials import record
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -40,7 +40,7 @@ class Dilated(Connectivity):
         mixer.static_bias = nn.Parameter(torch.zeros(self.dim))
 
     def cost(self):
-        return super().cost() + C.params(self.dim) + C.macs(self.pixels * self.taps * self.dim)
+        return super().cost() + cost.params(self.dim) + cost.macs(self.pixels * self.taps * self.dim)
 
     def _conv(self, mixer, x, gate):
         """One grouped conv over the batch folded into channels, with learned or per-sample filters."""
@@ -76,8 +76,8 @@ class Excited(DynamicWeight):
 
     def cost(self):
         hidden = max(1, self.dim // 4)
-        excite = C.linear(self.dim, hidden, 1) + C.linear(hidden, self.heads, 1)
-        return self.values_cost() + C.params(self.heads * self.connectivity.taps) + excite
+        excite = cost.linear(self.dim, hidden, 1) + cost.linear(hidden, self.heads, 1)
+        return self.values_cost() + cost.params(self.heads * self.connectivity.taps) + excite
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -177,7 +177,7 @@ def test_own_values_build_and_their_closed_form_cost_equals_the_flop_counter(mix
 
 
 def test_a_search_suggests_own_values_within_the_budget(tmp_path):
-    study = optuna.create_study(directions=list(R.DIRECTIONS), sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(directions=list(record.DIRECTIONS), sampler=optuna.samplers.RandomSampler(seed=0))
     budget = parse_macs("40M")
     searcher = StudySearcher(study, own_space(tmp_path), budget, ProxyRecipe(epochs=1), 12)
     mixers = set()

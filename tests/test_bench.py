@@ -22,7 +22,7 @@ from searchspace import ArchSpec, NasError, count, load_space, parse_macs
 from datalib import fashion_like
 from test_trials import write_idx
 from trials import ProxyRecipe
-from trials import record as R
+from trials import record
 
 BIN = Path(sys.executable).parent
 RECIPE = ProxyRecipe()
@@ -49,7 +49,7 @@ def synthetic_table(n=24, seed=0, failed=(), space="tiny", wall=True):
         train = [seconds * p / 2 for p in progress]
         curve = {"progress": progress, "proxy_top1": [final * (0.7 + 0.15 * p) for p in progress], "train_seconds": train}
         if wall:
-            curve[R.WALL_SECONDS] = [START + t + EVALUATION * (k + 1) for k, t in enumerate(train)]
+            curve[record.WALL_SECONDS] = [START + t + EVALUATION * (k + 1) for k, t in enumerate(train)]
         reason = None
         if i in failed:
             curve, reason = {k: v[:2] for k, v in curve.items()}, "diverged: the training loss became nan at epoch 2, step 3"
@@ -98,7 +98,7 @@ def test_each_result_arrives_at_its_start_plus_the_wall_clock_seconds_the_table_
             points = {trial: point for _, trial, point, what in run.log if what == "start"}
             for trial, seconds in heard.items():
                 curve = table.point(points[trial]).curve
-                clock = curve[R.WALL_SECONDS] if wall else curve["train_seconds"]
+                clock = curve[record.WALL_SECONDS] if wall else curve["train_seconds"]
                 if scheduler == "pareto":  # evaluated twice an epoch: every evaluation the table holds
                     expected = clock
                 else:  # once an epoch: the whole epochs, without the mid-epoch evaluation it never makes
@@ -116,8 +116,8 @@ def test_a_trial_stopped_at_the_first_rung_is_stopped_half_way_through_its_first
     the scheduler, so the rung at half an epoch decides and a trial it stops costs about half an epoch."""
     run = replay(table, "random", scheduler, seed=0, budget_seconds=200)
     pruned = [t for t in run.study.trials if t.state == TrialState.PRUNED]
-    at_first_rung = [t for t in pruned if t.user_attrs[R.EPOCHS] == MID]
-    assert at_first_rung and all(t.user_attrs[R.EPOCHS] in (MID, 1) for t in pruned)
+    at_first_rung = [t for t in pruned if t.user_attrs[record.EPOCHS] == MID]
+    assert at_first_rung and all(t.user_attrs[record.EPOCHS] in (MID, 1) for t in pruned)
     assert run.stopped_per_rung == {0.5: len(at_first_rung), 1.0: len(pruned) - len(at_first_rung)}
     assert run.summary()["stopped_per_rung"] == {"0.5": len(at_first_rung), "1": len(pruned) - len(at_first_rung)}
 
@@ -128,15 +128,15 @@ def test_a_fully_trained_point_is_complete_and_a_stopped_one_pruned_in_the_repla
     states = {t.state for t in trials}
     assert states == {TrialState.COMPLETE, TrialState.PRUNED}
     for t in trials:
-        point = table.point(t.user_attrs[R.SPEC_ID])
-        n = len(t.user_attrs[R.CURVE]["progress"])
+        point = table.point(t.user_attrs[record.SPEC_ID])
+        n = len(t.user_attrs[record.CURVE]["progress"])
         for key, values in point.curve.items():  # the table's curve as far as it ran, the wall clock simulated
-            assert t.user_attrs[R.CURVE][key] == pytest.approx(values[:n])
+            assert t.user_attrs[record.CURVE][key] == pytest.approx(values[:n])
         if t.state == TrialState.COMPLETE:
-            assert t.user_attrs[R.EPOCHS] == 2 and t.values == [point.top1, point.macs]
+            assert t.user_attrs[record.EPOCHS] == 2 and t.values == [point.top1, point.macs]
         else:
-            assert t.user_attrs[R.EPOCHS] < 2 and "stopped early" in t.user_attrs[R.FAIL_REASON]
-    complete = [table.point(t.user_attrs[R.SPEC_ID]) for t in trials if t.state == TrialState.COMPLETE]
+            assert t.user_attrs[record.EPOCHS] < 2 and "stopped early" in t.user_attrs[record.FAIL_REASON]
+    complete = [table.point(t.user_attrs[record.SPEC_ID]) for t in trials if t.state == TrialState.COMPLETE]
     assert run.hypervolume == pytest.approx(table.hypervolume(complete)) and run.hypervolume > 0
 
 
@@ -145,20 +145,20 @@ def test_a_point_that_failed_in_training_fails_in_the_replay_and_an_exhausted_ta
     run = replay(small, "random", "none", seed=0, workers=2, budget_seconds=1e6)
     assert run.exhausted and run.tally.complete == 4 and run.tally.failed == 1
     (failed,) = run.study.get_trials(states=(TrialState.FAIL,))
-    assert failed.user_attrs[R.SPEC_ID] == small.points[2].id and failed.user_attrs[R.FAIL_REASON].startswith("diverged")
+    assert failed.user_attrs[record.SPEC_ID] == small.points[2].id and failed.user_attrs[record.FAIL_REASON].startswith("diverged")
     assert run.hypervolume == pytest.approx(small.hypervolume(small.points))  # every complete point was found
 
 
 def test_a_draw_is_answered_by_an_untried_table_point_and_the_sampler_learns_that_point_where_it_lies(table):
     space = table.load_space()
-    study = optuna.create_study(directions=list(R.DIRECTIONS))
+    study = optuna.create_study(directions=list(record.DIRECTIONS))
     searcher = TableSearcher(table, study, space, optuna.samplers.TPESampler(seed=0, n_startup_trials=3), seed=0)
     ids = []
     for i in range(10):
         config = searcher.suggest(str(i))
         point = table.point(config["spec_id"])
         ids.append(point.id)
-        result = {"progress": 2, "epoch": 2, R.PROXY_TOP1: point.top1, R.TRAIN_SECONDS: point.seconds, R.MACS: point.macs}
+        result = {"progress": 2, "epoch": 2, record.PROXY_TOP1: point.top1, record.TRAIN_SECONDS: point.seconds, record.MACS: point.macs}
         searcher.on_trial_complete(str(i), result)
     assert len(set(ids)) == 10  # never the same point twice
     coordinates = {json.dumps(space.params_of(ArchSpec.model_validate(p.spec)), sort_keys=True) for p in table.points}
@@ -199,7 +199,7 @@ def test_the_tables_hypervolume_is_normalised_to_its_fronts_box_up_to_the_printe
 
 
 def test_queued_points_train_once_a_diverged_one_is_not_retried_and_an_interrupted_one_is(tmp_path):
-    study = optuna.create_study(directions=list(R.DIRECTIONS))
+    study = optuna.create_study(directions=list(record.DIRECTIONS))
     space = load_space("tiny")
     points = table_points(space, parse_macs("4.5G"), 4, 0, RECIPE)
 
@@ -211,13 +211,13 @@ def test_queued_points_train_once_a_diverged_one_is_not_retried_and_an_interrupt
     for i, outcome in enumerate(("complete", "diverged", "interrupted")):
         first.suggest(str(i))
         if outcome == "complete":
-            first.on_trial_complete(str(i), {"progress": 2, "epoch": 2, R.PROXY_TOP1: 50.0, R.TRAIN_SECONDS: 1.0})
+            first.on_trial_complete(str(i), {"progress": 2, "epoch": 2, record.PROXY_TOP1: 50.0, record.TRAIN_SECONDS: 1.0})
         elif outcome == "diverged":
             first.fail(str(i), "diverged: the training loss became nan at epoch 1, step 2")
         else:
             first.fail(str(i), "interrupted: the search stopped before the trial finished")
     again = searcher()  # a rerun queues what is still to train: the interrupted point, and the one never started
-    waiting = [t.user_attrs[R.SPEC_ID] for t in study.get_trials(states=(TrialState.WAITING,))]
+    waiting = [t.user_attrs[record.SPEC_ID] for t in study.get_trials(states=(TrialState.WAITING,))]
     assert sorted(waiting) == sorted([points[2].id, points[3].id])
     assert again.suggest("x")["spec_id"] in waiting
 
@@ -247,7 +247,7 @@ def test_nas_bench_build_trains_each_point_once_through_ray_and_exports_a_table_
     for p in table.points:
         assert p.complete and p.curve["progress"] == [0.5, 1, 1.5, 2]  # every half epoch, although no scheduler
         assert p.curve["train_seconds"] == sorted(p.curve["train_seconds"]) and p.seconds > 0
-        wall = p.curve[R.WALL_SECONDS]  # at the driver: Ray's start, training, evaluations
+        wall = p.curve[record.WALL_SECONDS]  # at the driver: Ray's start, training, evaluations
         assert wall == sorted(wall) and all(w > t for w, t in zip(wall, p.curve["train_seconds"]))
         assert {"naswot", "synflow", "grad_norm", "macs", "params"} <= set(p.zero_cost)
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{tmp_path}/bench.db")
@@ -299,7 +299,7 @@ def test_a_replay_against_a_searchs_own_curves_makes_every_scheduler_decision_th
     replayed = replay(Table.of_search(study, load_space("tiny")), "random", "pareto", seed=3, workers=2, budget_seconds=1e9, trials=6)
 
     def decisions(trials):
-        return [(t.user_attrs[R.SPEC_ID], t.state.name, t.user_attrs[R.EPOCHS]) for t in trials]
+        return [(t.user_attrs[record.SPEC_ID], t.state.name, t.user_attrs[record.EPOCHS]) for t in trials]
 
     searched = decisions(study.trials)
     assert {state for _, state, _ in searched} == {"COMPLETE", "PRUNED"} and (0.6 in {e for _, _, e in searched})

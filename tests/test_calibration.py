@@ -15,7 +15,7 @@ from nas.calibrate import default_panel, family
 from searchspace import count, load_space, preset
 from searchspace.collapse import collapsed_axes
 from trials import ProxyRecipe
-from trials import record as R
+from trials import record
 
 BIN = Path(sys.executable).parent
 
@@ -100,7 +100,7 @@ def test_calibrating_a_tiny_panel_stores_every_run_and_its_figures_reach_search_
     assert {"proxy_top1", "macs_only"} <= set(figures["against_reference"]) and figures["collapsed"]
     url = f"sqlite:///{tmp_path}/nas_studies.db"
     runs = [optuna.load_study(study_name=name, storage=url) for name in figures["studies"]]
-    assert [s.user_attrs[R.STUDY_ROLE] for s in runs] == ["proxy", "proxy", "reference"]
+    assert [s.user_attrs[record.STUDY_ROLE] for s in runs] == ["proxy", "proxy", "reference"]
     assert all(len(s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3 for s in runs)
 
     search = nas("search", "--budget", "4.5G", *fast, "--trials", "2", "--scheduler", "none", cwd=tmp_path)
@@ -158,10 +158,10 @@ def take_the_front(url, study):
     from nas.searcher import StudySearcher
 
     space = load_space("tiny")
-    recipe = R.stored_recipe(study)
+    recipe = record.stored_recipe(study)
     cheapest, _ = space.cheapest()
-    assert cheapest.id not in {t.user_attrs.get(R.SPEC_ID) for t in study.trials}
-    searcher = StudySearcher(study, space, study.user_attrs[R.STUDY_BUDGET], recipe, 1, [cheapest], draws=False)
+    assert cheapest.id not in {t.user_attrs.get(record.SPEC_ID) for t in study.trials}
+    searcher = StudySearcher(study, space, study.user_attrs[record.STUDY_BUDGET], recipe, 1, [cheapest], draws=False)
     config = searcher.suggest("new")
     searcher.on_trial_complete("new", {"epoch": recipe.epochs, "proxy_top1": 99.0, "train_seconds": 1.0})
     return config["trial_number"]
@@ -187,7 +187,7 @@ def test_a_front_point_whose_noise_is_unknown_is_not_confirmed(results_study, mo
 
     url, study = results_study
     front = pareto_frame(study)
-    lost = front[R.SPEC_ID].iloc[0]  # its second seed fails: one score, no noise
+    lost = front[record.SPEC_ID].iloc[0]  # its second seed fails: one score, no noise
     monkeypatch.setattr("nas.calibrate.train_panel", trained_by(fails={(lost, 1)}))
     result = confirm(confirm_options(url))
     point = result["points"][str(int(front["number"].iloc[0]))]

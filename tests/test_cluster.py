@@ -12,7 +12,7 @@ import pytest
 
 from dashboards.optuna_internals import storage_of
 from faultlib import STUDY, RayNode, env, start_nas, wait_for
-from trials import record as R
+from trials import record
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def test_a_search_on_two_nodes_survives_losing_the_worker_node(cluster, tmp_path
             trials = optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         except KeyError:
             return set()
-        return {t.user_attrs.get(R.NODE) for t in trials}
+        return {t.user_attrs.get(record.NODE) for t in trials}
 
     def training_on_both() -> bool:
         """Two trials in training (one a node: a CPU each) and the worker's in its train call; a trial actor
@@ -71,12 +71,12 @@ def test_a_search_on_two_nodes_survives_losing_the_worker_node(cluster, tmp_path
     trials = optuna.load_study(study_name=STUDY, storage=url).trials
     failed = [t for t in trials if t.state.name == "FAIL"]
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    assert len(failed) == 1 and failed[0].user_attrs[R.FAIL_REASON].startswith("Ray:"), output[-3000:]
-    retried = [t for t in trials if t.user_attrs.get(R.RETRY_OF) == failed[0].number]
-    assert len(retried) == 1 and retried[0].user_attrs[R.SPEC_ID] == failed[0].user_attrs[R.SPEC_ID]
+    assert len(failed) == 1 and failed[0].user_attrs[record.FAIL_REASON].startswith("Ray:"), output[-3000:]
+    retried = [t for t in trials if t.user_attrs.get(record.RETRY_OF) == failed[0].number]
+    assert len(retried) == 1 and retried[0].user_attrs[record.SPEC_ID] == failed[0].user_attrs[record.SPEC_ID]
     assert retried[0].state.name in ("COMPLETE", "WAITING")  # trained by the head after the loss, or first in the next run
-    assert len({t.user_attrs[R.NODE] for t in complete}) == 2 and len(complete) >= 4
+    assert len({t.user_attrs[record.NODE] for t in complete}) == 2 and len(complete) >= 4
     for t in complete:  # each finished trial's exported config is on the study, from whichever node trained it
         (meta,) = optuna.artifacts.get_all_artifact_meta(t, storage=storage_of(optuna.load_study(study_name=STUDY, storage=url)))
-        assert meta.filename == R.config_file(STUDY, t.number) and (tmp_path / "artifacts" / meta.artifact_id).exists()
+        assert meta.filename == record.config_file(STUDY, t.number) and (tmp_path / "artifacts" / meta.artifact_id).exists()
     assert "(its point is queued again)" in output

@@ -27,7 +27,7 @@ from faultlib import (
     wait_for,
     worker_pids,
 )
-from trials import record as R
+from trials import record
 
 pytestmark = pytest.mark.slow
 ROUNDS = pytest.mark.parametrize("round_", range(int(os.environ.get("NAS_FAULT_REPEAT", 1))))
@@ -83,8 +83,8 @@ def concurrent_searches(url, folder, trials=4):
     second = start_nas(*search_args(trials), "--storage", url, "--max-concurrent", "1", cwd=folder, heartbeat=30)
     outputs = [p.communicate(timeout=900)[0] for p in (first, second)]
     study = optuna.load_study(study_name=STUDY, storage=url)
-    trained = [t for t in study.trials if t.user_attrs.get(R.EPOCHS) and R.DUPLICATE_OF not in t.user_attrs]
-    processes = {t.user_attrs[R.SEARCH_PROCESS] for t in trained}
+    trained = [t for t in study.trials if t.user_attrs.get(record.EPOCHS) and record.DUPLICATE_OF not in t.user_attrs]
+    processes = {t.user_attrs[record.SEARCH_PROCESS] for t in trained}
     return (first.returncode, second.returncode), processes, duplicates(snapshot(url)), outputs
 
 
@@ -117,9 +117,9 @@ def test_two_searches_on_one_postgresql_study_both_contribute_and_never_train_a_
     second = start_nas(*search_args(4), "--storage", postgres, "--study", study_name, "--max-concurrent", "1", cwd=tmp_path, heartbeat=30)
     outputs = [p.communicate(timeout=900)[0] for p in (first, second)]
     study = optuna.load_study(study_name=study_name, storage=postgres)
-    trained = [t for t in study.trials if t.user_attrs.get(R.EPOCHS) and R.DUPLICATE_OF not in t.user_attrs]
+    trained = [t for t in study.trials if t.user_attrs.get(record.EPOCHS) and record.DUPLICATE_OF not in t.user_attrs]
     dups = duplicates(snapshot(postgres, study_name))
-    ok = (first.returncode, second.returncode) == (0, 0) and len({t.user_attrs[R.SEARCH_PROCESS] for t in trained}) == 2 and dups == 0
+    ok = (first.returncode, second.returncode) == (0, 0) and len({t.user_attrs[record.SEARCH_PROCESS] for t in trained}) == 2 and dups == 0
     fault_ledger.append(("two searches on one PostgreSQL study", ok, 0, dups))
     assert ok, outputs
     assert all(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in study.trials)  # no row left half-written
@@ -136,7 +136,7 @@ def test_out_of_memory_trials_fail_with_their_reason_and_pareto_ignores_them(tmp
     summary = json.loads(run.stdout) if run.returncode == 0 else {}
     study = optuna.load_study(study_name=STUDY, storage=url)
     failed = [t for t in study.trials if t.state.name == "FAIL"]
-    ok = run.returncode == 0 and len(failed) == 2 and all("out of memory" in t.user_attrs[R.FAIL_REASON] for t in failed)
+    ok = run.returncode == 0 and len(failed) == 2 and all("out of memory" in t.user_attrs[record.FAIL_REASON] for t in failed)
     fault_ledger.append(("trial out of memory", ok, 0, 0))
     assert ok, run.stderr[-2000:]
     assert summary["this_run"]["failed"] == 2 and summary["front"] == []
@@ -156,6 +156,6 @@ def test_a_killed_ray_worker_fails_its_trial_and_the_search_goes_on(tmp_path, fa
     study = optuna.load_study(study_name=STUDY, storage=url)
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    ok = search.returncode == 0 and len(failed) == 1 and failed[0].user_attrs[R.FAIL_REASON].startswith("Ray:") and len(complete) >= 2
+    ok = search.returncode == 0 and len(failed) == 1 and failed[0].user_attrs[record.FAIL_REASON].startswith("Ray:") and len(complete) >= 2
     fault_ledger.append(("Ray worker killed", ok, 0, duplicates(snapshot(url))))
     assert ok, output[-3000:]

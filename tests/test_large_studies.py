@@ -19,7 +19,7 @@ from nas.searcher import StudySearcher
 from nas.study import open_search_study, open_storage
 from searchspace import ArchSpec, count, load_space, parse_macs
 from trials import ProxyRecipe
-from trials import record as R
+from trials import record
 
 BUDGET = parse_macs("4.5G")
 # thousands of points with a handful of parameters each: hundreds of distinct trials, written fast
@@ -57,16 +57,16 @@ def stored_trials(study, space, n, seed=0):
         space.suggest(drawn)
         frozen = drawn  # its parameters and distributions
         params, macs = count(spec)
-        attrs = {R.SPEC_ID: spec.id, R.PROXY_ID: recipe.proxy_id(spec), R.SPEC: json.dumps(spec.to_dict(), sort_keys=True),
-                 R.PARAMS: params, R.MACS: macs, R.EPOCHS: recipe.epochs}
+        attrs = {record.SPEC_ID: spec.id, record.PROXY_ID: recipe.proxy_id(spec), record.SPEC: json.dumps(spec.to_dict(), sort_keys=True),
+                 record.PARAMS: params, record.MACS: macs, record.EPOCHS: recipe.epochs}
         if i % 10 == 9:
             templates.append(optuna.trial.create_trial(state=TrialState.FAIL, params=frozen.params, distributions=frozen.distributions,
-                                                       user_attrs={**attrs, R.FAIL_REASON: "diverged"}))
+                                                       user_attrs={**attrs, record.FAIL_REASON: "diverged"}))
             continue
         top1 = rng.choice([50.0, 60.0, 70.0, 80.0])  # ties: several trials share a point of the front
         templates.append(optuna.trial.create_trial(
-            values=[top1, macs], params=frozen.params, distributions=frozen.distributions, user_attrs={**attrs, R.PROXY_TOP1: top1},
-            constraints={R.BUDGET_CONSTRAINT: macs - (BUDGET if i % 7 else 10**6)},  # every 7th over a tight budget
+            values=[top1, macs], params=frozen.params, distributions=frozen.distributions, user_attrs={**attrs, record.PROXY_TOP1: top1},
+            constraints={record.BUDGET_CONSTRAINT: macs - (BUDGET if i % 7 else 10**6)},  # every 7th over a tight budget
         ))
     study.add_trials(templates)
 
@@ -147,7 +147,7 @@ def test_a_resumed_search_reads_only_what_changed_and_its_sampler_models_the_fro
     modelled = {t.number: t for t in front_trials(study)} | {t.number: t for t in stored[-100:] if t.state == TrialState.COMPLETE}
     points = lambda trials: sorted(sorted(t.params.items()) for t in trials)  # noqa: E731
     assert points(searcher.drafts.study.get_trials(deepcopy=False)) == points(modelled.values())
-    trained = {t.user_attrs[R.PROXY_ID] for t in stored if t.state == TrialState.COMPLETE}
+    trained = {t.user_attrs[record.PROXY_ID] for t in stored if t.state == TrialState.COMPLETE}
     for i in range(5):
         config = searcher.suggest(f"t{i}")
         searcher.on_trial_complete(f"t{i}", {"epoch": 2, "proxy_top1": 55.0})
@@ -157,9 +157,9 @@ def test_a_resumed_search_reads_only_what_changed_and_its_sampler_models_the_fro
 
 @pytest.mark.parametrize("constrained", [True, False])
 def test_the_front_is_optunas_own_best_trials_with_ties_and_infeasible_trials(constrained):
-    study = optuna.create_study(directions=list(R.DIRECTIONS))
+    study = optuna.create_study(directions=list(record.DIRECTIONS))
     for top1, macs, over in [(70, 2e9, 0), (70, 2e9, 0), (65, 1e9, 5e8), (60, 1e9, 0), (80, 3e9, 0), (75, 3e9, 0), (85, 4e9, 0)]:
-        constraints = {R.BUDGET_CONSTRAINT: over} if constrained else None
+        constraints = {record.BUDGET_CONSTRAINT: over} if constrained else None
         study.add_trial(optuna.trial.create_trial(values=[top1, macs], constraints=constraints))
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
     front = [t.number for t in front_trials(study)]
@@ -203,7 +203,7 @@ def test_the_dashboard_adds_only_what_is_missing_at_each_start(results_study, tm
         return f"trial {trial.number}\n"
 
     first = publish(study, export, tmp_path / "artifacts")
-    assert first["notes"] == len({t.number for t in study.best_trials} | {t.number for t in study.trials if t.user_attrs.get(R.PRESET)})
+    assert first["notes"] == len({t.number for t in study.best_trials} | {t.number for t in study.trials if t.user_attrs.get(record.PRESET)})
     assert sorted(exported) == sorted(t.number for t in study.trials if t.state == TrialState.COMPLETE)  # searched without artifacts
     exported.clear()
     again = publish(optuna.load_study(study_name=study.study_name, storage=open_storage(url)), export, tmp_path / "artifacts")

@@ -51,14 +51,14 @@ def calibrate_with_noise(study, url, std):
     """A calibration run of the study's recipe and data whose figures give one score's noise `std`."""
     import optuna
 
-    from trials import record as R
+    from trials import record
 
     run_study = optuna.create_study(study_name=f"calibration-{std}", storage=url)
-    run_study.set_user_attr(R.STUDY_RECIPE_KEY, study.user_attrs[R.STUDY_RECIPE_KEY])
+    run_study.set_user_attr(record.STUDY_RECIPE_KEY, study.user_attrs[record.STUDY_RECIPE_KEY])
     run_study.set_user_attr(
-        R.STUDY_CALIBRATION,
+        record.STUDY_CALIBRATION,
         {"created": f"2026-01-0{int(std) % 9 + 1}", "points": 12, "noise": {"pooled_std": std},
-         "space": study.user_attrs[R.STUDY_SPACE], "budget": study.user_attrs[R.STUDY_BUDGET]},
+         "space": study.user_attrs[record.STUDY_SPACE], "budget": study.user_attrs[record.STUDY_BUDGET]},
     )
 
 
@@ -88,7 +88,7 @@ def noise_front(seed: int, gain: float = 0.0, noise: float = 2.0, points: int = 
     import numpy as np
     import optuna
 
-    from trials import record as R
+    from trials import record
 
     rng = np.random.default_rng(seed)
     presets = [(f"preset_{i}", 4.5e9 - i * 0.2e9) for i in range(5)]
@@ -96,9 +96,9 @@ def noise_front(seed: int, gain: float = 0.0, noise: float = 2.0, points: int = 
     trials = []
     for i, (name, macs) in enumerate(presets + searched):
         true = 70.0 + (gain if i == len(presets) else 0.0)
-        attrs = {R.SPEC_ID: f"p{i}", R.MACS: int(macs), R.PARAMS: 1, **({R.PRESET: name} if name else {})}
+        attrs = {record.SPEC_ID: f"p{i}", record.MACS: int(macs), record.PARAMS: 1, **({record.PRESET: name} if name else {})}
         trials.append(optuna.trial.create_trial(values=[true + rng.normal(0, noise), int(macs)], user_attrs=attrs))
-    study = optuna.create_study(directions=list(R.DIRECTIONS))
+    study = optuna.create_study(directions=list(record.DIRECTIONS))
     study.add_trials(trials)
     return study, {"created": "2026-01-01", "points": 20, "noise": {"pooled_std": noise}}
 

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from dashboards.optuna_internals import storage_of
 from faultlib import free_port, wait_for_port
-from trials import record as R
+from trials import record
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -33,7 +33,7 @@ def study_in(folder, name):
 
 def trained(study):
     """Trials that were trained (not answered from the study, not refused for the budget)."""
-    return [t for t in study.trials if t.user_attrs.get(R.EPOCHS) and R.DUPLICATE_OF not in t.user_attrs]
+    return [t for t in study.trials if t.user_attrs.get(record.EPOCHS) and record.DUPLICATE_OF not in t.user_attrs]
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +50,12 @@ def test_a_search_on_a_tiny_space_stores_four_trained_trials_with_every_attribut
     assert summary["study"] == "tiny-4.5G-fashion-mnist"
     assert len(trained(study)) == 4 and summary["this_run"]["complete"] == 4
     for t in trained(study):
-        assert t.state == TrialState.COMPLETE and t.user_attrs[R.EPOCHS] == 2
-        for key in (R.SPEC, R.SPEC_ID, R.PARAMS, R.MACS, R.PROXY_TOP1, R.PROXY_LOSS, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE):
+        assert t.state == TrialState.COMPLETE and t.user_attrs[record.EPOCHS] == 2
+        for key in (record.SPEC, record.SPEC_ID, record.PARAMS, record.MACS, record.PROXY_TOP1, record.PROXY_LOSS, record.TRAIN_SECONDS, record.IMAGES_PER_SECOND, record.DEVICE):
             assert key in t.user_attrs, key
-        assert t.values == [t.user_attrs[R.PROXY_TOP1], t.user_attrs[R.MACS]]
-        assert t.constraints[R.BUDGET_CONSTRAINT] <= 0
-    assert study.metric_names == list(R.OBJECTIVES)
+        assert t.values == [t.user_attrs[record.PROXY_TOP1], t.user_attrs[record.MACS]]
+        assert t.constraints[record.BUDGET_CONSTRAINT] <= 0
+    assert study.metric_names == list(record.OBJECTIVES)
     for t in trained(study):  # each finished trial carries its exported config as an Optuna artifact
         (meta,) = get_all_artifact_meta(t, storage=storage_of(study))
         assert meta.filename == f"{summary['study']}-trial{t.number}.yaml"
@@ -72,7 +72,7 @@ def test_resuming_adds_trials_and_never_trains_a_finished_point_again(searched):
     assert len(trained(study)) == 7
     for number, (values, done) in before.items():
         assert (study.trials[number].values, study.trials[number].datetime_complete) == (values, done)
-    ids = [t.user_attrs[R.SPEC_ID] for t in trained(study)]
+    ids = [t.user_attrs[record.SPEC_ID] for t in trained(study)]
     assert len(ids) == len(set(ids))  # repeats were answered from the study, never trained twice
 
 
@@ -91,7 +91,7 @@ def test_diverging_trials_are_failed_with_their_reason_and_the_search_goes_on(tm
     study = study_in(tmp_path, summary["study"])
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 3 and summary["this_run"]["failed"] == 3 and summary["front"] == []
-    assert all(t.user_attrs[R.FAIL_REASON].startswith("diverged:") for t in failed)
+    assert all(t.user_attrs[record.FAIL_REASON].startswith("diverged:") for t in failed)
 
 
 def test_a_scheduler_that_stops_trials_early_leaves_them_pruned_and_off_the_front(tmp_path):
@@ -105,8 +105,8 @@ def test_a_scheduler_that_stops_trials_early_leaves_them_pruned_and_off_the_fron
     pruned = [t for t in trained(study) if t.state == TrialState.PRUNED]
     complete = [t for t in trained(study) if t.state == TrialState.COMPLETE]
     assert pruned, "ASHA stopped no trial; the fidelity check needs one"
-    assert all(t.user_attrs[R.EPOCHS] < 3 and "stopped early" in t.user_attrs[R.FAIL_REASON] for t in pruned)
-    assert all(t.user_attrs[R.EPOCHS] == 3 for t in complete)
+    assert all(t.user_attrs[record.EPOCHS] < 3 and "stopped early" in t.user_attrs[record.FAIL_REASON] for t in pruned)
+    assert all(t.user_attrs[record.EPOCHS] == 3 for t in complete)
     assert {p["number"] for p in summary["front"]} <= {t.number for t in complete}
 
 
@@ -118,9 +118,9 @@ def test_a_trial_cut_by_the_time_limit_is_recorded_as_cut_and_its_point_waits_fo
     assert summary["this_run"]["cut_by_time_limit"] == 1 and summary["this_run"]["pruned"] == 0
     study = study_in(tmp_path, summary["study"])
     (cut,) = study.get_trials(states=(TrialState.FAIL,))
-    assert cut.user_attrs[R.CUT_BY_TIME_LIMIT] is True and cut.user_attrs[R.FAIL_REASON].startswith("cut by the time limit after ")
+    assert cut.user_attrs[record.CUT_BY_TIME_LIMIT] is True and cut.user_attrs[record.FAIL_REASON].startswith("cut by the time limit after ")
     (queued,) = study.get_trials(states=(TrialState.WAITING,))  # the next run on the study trains it first
-    assert queued.user_attrs[R.SPEC_ID] == cut.user_attrs[R.SPEC_ID]
+    assert queued.user_attrs[record.SPEC_ID] == cut.user_attrs[record.SPEC_ID]
 
 
 def test_a_search_joins_a_running_ray_cluster_by_address(tmp_path):

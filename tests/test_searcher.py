@@ -12,7 +12,7 @@ from nas.searcher import StudySearcher
 from nas.study import make_sampler, settles_its_point
 from searchspace import count, load_space, parse_macs, preset
 from trials import ProxyRecipe
-from trials import record as R
+from trials import record
 
 TIGHT_SPACE = """
 name: tight
@@ -33,7 +33,7 @@ mixer:
 
 @pytest.fixture
 def study():
-    return optuna.create_study(directions=list(R.DIRECTIONS), sampler=optuna.samplers.RandomSampler(seed=0))
+    return optuna.create_study(directions=list(record.DIRECTIONS), sampler=optuna.samplers.RandomSampler(seed=0))
 
 
 def searcher_for(study, budget="4.5G", epochs=2, trials=50, baselines=(), space="tiny", sampler=None):
@@ -52,9 +52,9 @@ def test_a_fully_trained_trial_is_complete_with_both_objectives_and_every_attrib
     s.on_trial_complete("t1", full_result())
     (trial,) = study.get_trials(states=(TrialState.COMPLETE,))
     assert trial.values == [80.0, count(config["spec"]).macs]
-    for key in (R.SPEC, R.SPEC_ID, R.PROXY_ID, R.PARAMS, R.MACS, R.PROXY_TOP1, R.PROXY_LOSS, R.EPOCHS, R.TRAIN_SECONDS, R.IMAGES_PER_SECOND, R.DEVICE):
+    for key in (record.SPEC, record.SPEC_ID, record.PROXY_ID, record.PARAMS, record.MACS, record.PROXY_TOP1, record.PROXY_LOSS, record.EPOCHS, record.TRAIN_SECONDS, record.IMAGES_PER_SECOND, record.DEVICE):
         assert key in trial.user_attrs
-    assert trial.constraints[R.BUDGET_CONSTRAINT] <= 0 and study.best_trials == [trial]
+    assert trial.constraints[record.BUDGET_CONSTRAINT] <= 0 and study.best_trials == [trial]
 
 
 def test_a_trial_the_scheduler_stopped_early_is_pruned_not_complete(study):
@@ -62,8 +62,8 @@ def test_a_trial_the_scheduler_stopped_early_is_pruned_not_complete(study):
     s.suggest("t1")
     s.on_trial_complete("t1", full_result(top1=95.0, epoch=1))  # stopped by ASHA after 1 of 3 epochs
     (trial,) = study.trials
-    assert trial.state == TrialState.PRUNED and trial.user_attrs[R.EPOCHS] == 1
-    assert trial.user_attrs[R.PROXY_TOP1] == 95.0 and "stopped early" in trial.user_attrs[R.FAIL_REASON]
+    assert trial.state == TrialState.PRUNED and trial.user_attrs[record.EPOCHS] == 1
+    assert trial.user_attrs[record.PROXY_TOP1] == 95.0 and "stopped early" in trial.user_attrs[record.FAIL_REASON]
     assert study.best_trials == []  # a 1-epoch score never reaches the front
 
 
@@ -72,8 +72,8 @@ def test_a_trial_stopped_half_way_through_an_epoch_records_the_half_epoch(study)
     s.suggest("t1")
     s.on_trial_complete("t1", {**full_result(top1=40.0, epoch=0), "progress": 0.5})  # stopped at the first rung
     (trial,) = study.trials
-    assert trial.state == TrialState.PRUNED and trial.user_attrs[R.EPOCHS] == 0.5
-    assert trial.user_attrs[R.FAIL_REASON] == "stopped early by the scheduler (after 0.5 of 2 epochs)"
+    assert trial.state == TrialState.PRUNED and trial.user_attrs[record.EPOCHS] == 0.5
+    assert trial.user_attrs[record.FAIL_REASON] == "stopped early by the scheduler (after 0.5 of 2 epochs)"
 
 
 def test_a_trial_cut_by_the_time_limit_is_no_measurement_and_the_next_run_trains_its_point_first(study):
@@ -82,9 +82,9 @@ def test_a_trial_cut_by_the_time_limit_is_no_measurement_and_the_next_run_trains
     s.on_trial_result("t1", full_result(top1=60.0, epoch=1))
     s.cut_unfinished()  # what nas search does when --time-limit runs out while t1 trains
     cut = study.trials[config["trial_number"]]
-    assert cut.state == TrialState.FAIL and cut.user_attrs[R.CUT_BY_TIME_LIMIT] is True
-    assert cut.user_attrs[R.FAIL_REASON] == "cut by the time limit after 1 of 3 epochs: not a measurement of its point, which is queued again"
-    assert cut.user_attrs[R.EPOCHS] == 1 and not settles_its_point(cut) and s.tally.cut == 1 and s.tally.running == 0
+    assert cut.state == TrialState.FAIL and cut.user_attrs[record.CUT_BY_TIME_LIMIT] is True
+    assert cut.user_attrs[record.FAIL_REASON] == "cut by the time limit after 1 of 3 epochs: not a measurement of its point, which is queued again"
+    assert cut.user_attrs[record.EPOCHS] == 1 and not settles_its_point(cut) and s.tally.cut == 1 and s.tally.running == 0
     resumed = searcher_for(study, epochs=3)
     assert resumed.suggest("t2")["spec_id"] == config["spec_id"]  # the next run on the study trains it first
 
@@ -94,7 +94,7 @@ def test_a_trial_the_scheduler_stopped_stays_final_when_the_search_resumes(study
     config = s.suggest("t1")
     s.on_trial_complete("t1", full_result(top1=40.0, epoch=1))  # stopped by the scheduler at a rung
     stopped = study.trials[config["trial_number"]]
-    assert stopped.state == TrialState.PRUNED and settles_its_point(stopped) and R.CUT_BY_TIME_LIMIT not in stopped.user_attrs
+    assert stopped.state == TrialState.PRUNED and settles_its_point(stopped) and record.CUT_BY_TIME_LIMIT not in stopped.user_attrs
     resumed = searcher_for(study, epochs=3, baselines=[preset("u_swin_micro")])
     assert resumed.suggest("t2")["spec_id"] != preset("u_swin_micro").id  # not queued, not trained again
 
@@ -103,10 +103,10 @@ def test_points_over_budget_are_never_stored_and_the_sampler_sees_them_as_infeas
     s = searcher_for(study, budget="40M")
     configs = [s.suggest(f"t{i}") for i in range(5)]
     assert all(count(c["spec"]).macs <= parse_macs("40M") for c in configs)
-    assert len(study.trials) == 5 and all(t.user_attrs[R.MACS] <= parse_macs("40M") for t in study.trials)
+    assert len(study.trials) == 5 and all(t.user_attrs[record.MACS] <= parse_macs("40M") for t in study.trials)
     seen = s.drafts.study.get_trials(states=(TrialState.COMPLETE,))
     assert s.tally.over_budget > 0 and len(seen) == s.tally.over_budget
-    assert all(t.constraints[R.BUDGET_CONSTRAINT] > 0 and t.values[1] > parse_macs("40M") for t in seen)
+    assert all(t.constraints[record.BUDGET_CONSTRAINT] > 0 and t.values[1] > parse_macs("40M") for t in seen)
 
 
 def test_a_point_already_trained_is_drawn_again_but_never_stored_or_trained_again(study):
@@ -114,7 +114,7 @@ def test_a_point_already_trained_is_drawn_again_but_never_stored_or_trained_agai
     for i in range(40):  # the tiny space has 128 points: repeats come quickly
         s.suggest(f"u{i}")
         s.on_trial_complete(f"u{i}", full_result(top1=50.0 + i / 2))
-    ids = [t.user_attrs[R.PROXY_ID] for t in study.trials]
+    ids = [t.user_attrs[record.PROXY_ID] for t in study.trials]
     assert len(study.trials) == 40 and len(set(ids)) == 40
     assert s.tally.repeats > 0  # drawn again, told in the draft study only: the samplers count each point once
     assert len(s.drafts.study.get_trials(states=(TrialState.PRUNED,))) == s.tally.repeats
@@ -130,7 +130,7 @@ def test_a_point_whose_proxy_network_was_trained_under_another_spec_is_answered_
             break
         s.on_trial_complete(f"t{i}", full_result(top1=60.0 + i))
     trained = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len({t.user_attrs[R.PROXY_ID] for t in trained}) == len(trained) and s.tally.twins > 0
+    assert len({t.user_attrs[record.PROXY_ID] for t in trained}) == len(trained) and s.tally.twins > 0
     answered = [t for t in s.drafts.study.get_trials(states=(TrialState.COMPLETE,)) if t.number >= len(study.trials)]
     assert len(answered) == s.tally.twins and {t.values[0] for t in answered} <= {t.values[0] for t in trained}
 
@@ -142,7 +142,7 @@ def test_two_searches_that_draw_one_point_at_the_same_moment_never_both_train_it
     assert first._claim(mine, spec)
     assert not second._claim(theirs, spec)
     assert study.trials[theirs.number].state == TrialState.FAIL
-    assert f"trial {mine.number} trains the same proxy network" in study.trials[theirs.number].user_attrs[R.FAIL_REASON]
+    assert f"trial {mine.number} trains the same proxy network" in study.trials[theirs.number].user_attrs[record.FAIL_REASON]
 
 
 def test_a_failure_is_recorded_with_its_reason(study):
@@ -150,7 +150,7 @@ def test_a_failure_is_recorded_with_its_reason(study):
     s.suggest("t1")
     s.on_trial_complete("t1", {"failure": "diverged: the training loss became nan at epoch 1, step 1", "proxy_top1": float("nan")})
     (trial,) = study.trials
-    assert trial.state == TrialState.FAIL and trial.user_attrs[R.FAIL_REASON].startswith("diverged")
+    assert trial.state == TrialState.FAIL and trial.user_attrs[record.FAIL_REASON].startswith("diverged")
 
 
 def test_baselines_come_first_in_order_inside_the_space_as_samples_and_outside_it_as_specs(study):
@@ -163,7 +163,7 @@ def test_baselines_come_first_in_order_inside_the_space_as_samples_and_outside_i
         s.on_trial_complete(f"t{i}", full_result())
         assert config["spec_id"] == preset(name).id
         trial = study.trials[config["trial_number"]]
-        assert trial.user_attrs[R.PRESET] == name
+        assert trial.user_attrs[record.PRESET] == name
         assert bool(trial.params) == load_space("unified").contains(preset(name))  # samples carry parameters
     assert preset("swin_t").id not in {c["spec_id"] for c in [s.suggest("after")]}
     StudySearcher(study, load_space("unified"), parse_macs("4.5G"), ProxyRecipe(), 10, [preset(n) for n in names])
@@ -186,10 +186,10 @@ def test_every_sampler_steers_the_search_and_learns_the_budget_without_storing_a
         config = s.suggest(f"t{i}")
         s.on_trial_complete(f"t{i}", full_result(top1=50.0 + i))
         assert config["spec_id"]
-    assert len({t.user_attrs[R.PROXY_ID] for t in study.trials}) == len(study.trials) == 12
-    assert all(t.user_attrs[R.MACS] <= parse_macs("40M") for t in study.trials)
+    assert len({t.user_attrs[record.PROXY_ID] for t in study.trials}) == len(study.trials) == 12
+    assert all(t.user_attrs[record.MACS] <= parse_macs("40M") for t in study.trials)
     assert any(name.startswith("s1.mixer.") for name in study.trials[-1].params)
-    infeasible = [t for t in s.drafts.study.get_trials(states=(TrialState.COMPLETE,)) if t.constraints[R.BUDGET_CONSTRAINT] > 0]
+    infeasible = [t for t in s.drafts.study.get_trials(states=(TrialState.COMPLETE,)) if t.constraints[record.BUDGET_CONSTRAINT] > 0]
     assert len(infeasible) == s.tally.over_budget > 0  # what NSGA-II and GP read: COMPLETE trials with a constraint
 
 
@@ -211,7 +211,7 @@ def test_a_live_search_fails_and_requeues_the_trials_a_stopped_search_left_runni
         monkeypatch.setattr(module, "HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr(nas.study, "GRACE_SECONDS", 2)
     url = f"sqlite:///{tmp_path}/s.db"
-    study = optuna.create_study(storage=nas.study.open_storage(url), directions=list(R.DIRECTIONS))
+    study = optuna.create_study(storage=nas.study.open_storage(url), directions=list(record.DIRECTIONS))
     dead = searcher_for(study)
     dead.suggest("lost")  # its search stops here: the trial keeps RUNNING without heartbeats
     live = searcher_for(study)

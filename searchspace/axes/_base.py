@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..geometry import local_geometry
 from ..layers import projection, projection_cost
 from ..spec import DYNAMICS, MixerSpec, Option
@@ -73,7 +73,7 @@ class Connectivity:
     def init_weights(self, mixer: nn.Module) -> None:
         self.dynamic.init_weights(mixer)
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         """Parameters and MACs of everything but the mixer's output projection, on one image."""
         return self.dynamic.cost()
 
@@ -122,7 +122,7 @@ class DynamicWeight:
     def init_weights(self, mixer: nn.Module) -> None:
         """Where the seeds start differently from the network's truncated-normal linears."""
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         raise NotImplementedError
 
     def ghost(self, mixer: nn.Module, v: Tensor) -> Tensor | None:
@@ -133,8 +133,8 @@ class DynamicWeight:
     def build_values(self, mixer: nn.Module) -> None:
         mixer.value = projection(self.spec.projection, self.dim, self.dim, act=True) if self.value_proj else nn.Identity()
 
-    def values_cost(self) -> C.Cost:
-        return projection_cost(self.spec.projection, self.dim, self.dim, self.connectivity.pixels) if self.value_proj else C.Cost()
+    def values_cost(self) -> cost.Cost:
+        return projection_cost(self.spec.projection, self.dim, self.dim, self.connectivity.pixels) if self.value_proj else cost.Cost()
 
     def values(self, mixer: nn.Module, x: Tensor, gate: Tensor | None) -> Tensor:
         return gated(mixer.value(x), gate)

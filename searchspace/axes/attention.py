@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..spec import register_dynamic
 from ._base import DynamicWeight, gated
 
@@ -26,5 +26,5 @@ class Attention(DynamicWeight):
         q, k, v = mixer.qkv(x).split(self.dim, -1)
         return q, k, gated(v, gate)
 
-    def cost(self) -> C.Cost:
-        return C.linear(self.dim, 3 * self.dim, self.connectivity.input_tokens())
+    def cost(self) -> cost.Cost:
+        return cost.linear(self.dim, 3 * self.dim, self.connectivity.input_tokens())

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..layers import nchw, nhwc
 from ..spec import register_connectivity
 from ._base import KERNEL, Connectivity
@@ -42,11 +42,11 @@ class Deformable(Connectivity):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         d, pixels, points = self.dim, self.pixels, self.heads * self.taps
-        total = self.dynamic.values_cost() + C.conv(d, d, self.kernel, pixels, groups=d) + C.norm(d)
-        total += C.linear(d, points * 2, pixels) + C.linear(d, points, pixels)
-        return total + C.macs(pixels * self.taps * d)  # one multiply-add per sampled value and channel
+        total = self.dynamic.values_cost() + cost.conv(d, d, self.kernel, pixels, groups=d) + cost.norm(d)
+        total += cost.linear(d, points * 2, pixels) + cost.linear(d, points, pixels)
+        return total + cost.macs(pixels * self.taps * d)  # one multiply-add per sampled value and channel
 
     def _sample(self, mixer: nn.Module, x: Tensor, gate: Tensor | None) -> Tensor:
         b, h, w, c = x.shape

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..geometry import reduction_at
 from ..layers import nchw, nhwc
 from ..spec import Option, register_connectivity
@@ -45,13 +45,13 @@ class Global(Connectivity):
             mixer.sr_norm = nn.LayerNorm(d)
             mixer.kv = nn.Linear(d, 2 * d)
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         d, r = self.dim, self.reduction
         if r == 1:
             total = super().cost()
         else:
-            total = C.linear(d, d, self.pixels) + C.conv(d, d, r, self.keys) + C.norm(d) + C.linear(d, 2 * d, self.keys)
-        return total + C.macs(2 * self.pixels * self.keys * d)  # q.k and attn.v
+            total = cost.linear(d, d, self.pixels) + cost.conv(d, d, r, self.keys) + cost.norm(d) + cost.linear(d, 2 * d, self.keys)
+        return total + cost.macs(2 * self.pixels * self.keys * d)  # q.k and attn.v
 
     def _attention(self, mixer: nn.Module, x: Tensor, gate: Tensor | None) -> Tensor:
         b, h, w, c = x.shape

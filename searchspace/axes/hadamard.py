@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..layers import nchw
 from ..spec import Option, register_dynamic
 from ._base import DynamicWeight, gated
@@ -61,11 +61,11 @@ class Hadamard(DynamicWeight):
         k = self.connectivity.kernel
         return F.conv2d(v, mixer.ghost, padding=k // 2, groups=self.dim) if self.spec.ghost_head else None
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         d, k, pixels = self.qk_dim, self.connectivity.kernel, self.connectivity.pixels
-        total = C.linear(self.dim, 2 * d + self.dim, pixels)
-        total += C.conv(d, d, self.generator_kernel, pixels, groups=d // self.spec.group_width)
-        total += C.conv(d, self.heads * self.connectivity.taps, 1, pixels)
+        total = cost.linear(self.dim, 2 * d + self.dim, pixels)
+        total += cost.conv(d, d, self.generator_kernel, pixels, groups=d // self.spec.group_width)
+        total += cost.conv(d, self.heads * self.connectivity.taps, 1, pixels)
         if self.spec.ghost_head:
-            total += C.conv(self.dim, self.dim, k, pixels, groups=self.dim, bias=False)
+            total += cost.conv(self.dim, self.dim, k, pixels, groups=self.dim, bias=False)
         return total

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..geometry import blocks
 from ..spec import Option, register_connectivity
 from ._base import KERNEL, REL_POS, Connectivity
@@ -37,13 +37,13 @@ class Halo(Connectivity):
             mixer.rel_height = nn.Parameter(trunc_normal_(torch.zeros(2 * self.span - 1, self.head_dim), std=0.02))
             mixer.rel_width = nn.Parameter(trunc_normal_(torch.zeros(2 * self.span - 1, self.head_dim), std=0.02))
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         total = super().cost()
         if self.spec.rel_pos:
             # q @ table for the height and for the width table, on every padded query pixel
-            total += C.params(2 * (2 * self.span - 1) * self.head_dim)
-            total += C.macs(2 * self.n_blocks * self.taps * self.dim * (2 * self.span - 1))
-        return total + C.macs(2 * self.n_blocks * self.taps * self.span**2 * self.dim)  # q.k and attn.v
+            total += cost.params(2 * (2 * self.span - 1) * self.head_dim)
+            total += cost.macs(2 * self.n_blocks * self.taps * self.dim * (2 * self.span - 1))
+        return total + cost.macs(2 * self.n_blocks * self.taps * self.span**2 * self.dim)  # q.k and attn.v
 
     def _attention(self, mixer: nn.Module, x: Tensor, gate: Tensor | None) -> Tensor:
         b, h, w, c = x.shape

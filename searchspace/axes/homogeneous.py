@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..spec import register_dynamic
 from ._base import PROJECTION, DynamicWeight
 
@@ -33,9 +33,9 @@ class Homogeneous(DynamicWeight):
     def filters(self, mixer: nn.Module, v: Tensor) -> Tensor:
         return mixer.generator(v.mean((1, 2))).view(v.shape[0], self.heads, -1)
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         hidden, out = max(1, self.dim // 4), self.heads * self.connectivity.taps
-        return self.values_cost() + C.linear(self.dim, hidden, 1, bias=False) + C.norm(hidden) + C.linear(hidden, out, 1)
+        return self.values_cost() + cost.linear(self.dim, hidden, 1, bias=False) + cost.norm(hidden) + cost.linear(hidden, out, 1)
 
 
 def reset_linears(generator: nn.Sequential) -> None:

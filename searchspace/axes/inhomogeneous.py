@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..layers import LastDimBatchNorm, nchw
 from ..spec import register_dynamic
 from ._base import PROJECTION, DynamicWeight
@@ -37,7 +37,7 @@ class Inhomogeneous(DynamicWeight):
         v = self.values(mixer, x, gate)
         return nchw(mixer.generator(v)).reshape(b, self.heads, -1, h, w), v
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         hidden, out, pixels = max(1, self.dim // 4), self.heads * self.connectivity.taps, self.connectivity.pixels
-        generator = C.linear(self.dim, hidden, pixels, bias=False) + C.norm(hidden) + C.linear(hidden, out, pixels)
+        generator = cost.linear(self.dim, hidden, pixels, bias=False) + cost.norm(hidden) + cost.linear(hidden, out, pixels)
         return self.values_cost() + generator

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..kernels import neighbourhood_mask, sliding_aggregate, sliding_logits
 from ..layers import nchw, nhwc
 from ..spec import register_connectivity
@@ -35,14 +35,14 @@ class Sliding(Connectivity):
         if self.spec.rel_pos:  # neighbourhood attention: a bias per head and offset
             mixer.rel_table = nn.Parameter(trunc_normal_(torch.zeros(self.heads, self.taps), std=0.02))
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         total = super().cost()
         if self.dynamic.form in ("static", "per_sample"):
-            total += C.params(self.dim)
+            total += cost.params(self.dim)
         if self.spec.rel_pos:
-            total += C.params(self.heads * self.taps)
+            total += cost.params(self.heads * self.taps)
         products = 2 if self.dynamic.form == "attention" else 1  # q.k and attn.v, or one weighted sum
-        return total + C.macs(self.pixels * self.taps * self.dim * products)
+        return total + cost.macs(self.pixels * self.taps * self.dim * products)
 
     # --- kernels ------------------------------------------------------------------------------------------
     def _conv(self, mixer: nn.Module, x: Tensor, gate: Tensor | None) -> Tensor:

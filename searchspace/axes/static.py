@@ -12,7 +12,7 @@ import torch
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..spec import register_dynamic
 from ._base import PROJECTION, DynamicWeight
 
@@ -31,5 +31,5 @@ class Static(DynamicWeight):
     def filters(self, mixer: nn.Module, v: Tensor) -> Tensor:
         return mixer.static_weight
 
-    def cost(self) -> C.Cost:
-        return self.values_cost() + C.params(math.prod(self.connectivity.static_shape))
+    def cost(self) -> cost.Cost:
+        return self.values_cost() + cost.params(math.prod(self.connectivity.static_shape))

@@ -12,7 +12,7 @@ from timm.layers import trunc_normal_
 from timm.models.swin_transformer import window_partition
 from torch import Tensor, nn
 
-from .. import cost as C
+from .. import cost
 from ..geometry import blocks
 from ..layers import nhwc
 from ..spec import Option, register_connectivity
@@ -55,12 +55,12 @@ class Window(Connectivity):
             mixer.rel_table = nn.Parameter(trunc_normal_(torch.zeros((2 * k - 1) ** 2, self.heads), std=0.02))
             mixer.register_buffer("rel_index", _relative_index(k), persistent=False)
 
-    def cost(self) -> C.Cost:
+    def cost(self) -> cost.Cost:
         total = super().cost()
         if self.spec.rel_pos:
-            total += C.params((2 * self.kernel - 1) ** 2 * self.heads)
+            total += cost.params((2 * self.kernel - 1) ** 2 * self.heads)
         products = 2 if self.dynamic.form == "attention" else 1  # q.k and attn.v, or one weighted sum
-        return total + C.macs(self.windows * self.taps * self.taps * self.dim * products)
+        return total + cost.macs(self.windows * self.taps * self.taps * self.dim * products)
 
     # --- kernels ------------------------------------------------------------------------------------------
     def _attention(self, mixer: nn.Module, x: Tensor, gate: Tensor | None) -> Tensor:
