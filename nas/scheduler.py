@@ -148,6 +148,12 @@ def rungs_of(epochs: int, reduction_factor: float = REDUCTION_FACTOR) -> list[fl
     return rungs
 
 
+def evaluation_points(scheduler: str, epochs: int) -> list[float]:
+    """Where a trial is evaluated before its end (in epochs): the rungs, where `scheduler` decides; none for
+    `none`, which decides nothing. The trainable always evaluates the end too (trials.train_proxy)."""
+    return [] if scheduler == "none" else rungs_of(epochs)
+
+
 def make_scheduler(name: str, epochs: int, reduction_factor: float = REDUCTION_FACTOR) -> TrialScheduler:
     """The scheduler `nas search --scheduler NAME` runs, for a proxy of `epochs` epochs. `pareto` and
     `asha` share their rungs (every `reduction_factor`-fold from half an epoch), so they differ only in

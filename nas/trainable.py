@@ -1,5 +1,5 @@
-"""The Ray Tune trainable: one proxy training, reported at every evaluation (each epoch, or each part of
-one) with the full-size network's MACs, so schedulers can stop it on both objectives, and the Ray node
+"""The Ray Tune trainable: one proxy training, reported at every evaluation (the scheduler's rungs and the
+end) with the full-size network's MACs, so schedulers can stop it on both objectives, and the Ray node
 it runs on, which the trial records.
 
 A failure inside training (divergence, out-of-memory, any error) is reported as a result carrying its
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 def proxy_trial(
-    config: dict, data, recipe: dict, threads: int = 1, memory_limit: int | None = None, evaluations_per_epoch: int = 1
+    config: dict, data, recipe: dict, threads: int = 1, memory_limit: int | None = None, evaluate_at: list[float] = ()
 ) -> None:
     import ray
     import torch
@@ -26,7 +26,7 @@ def proxy_trial(
     spec = ArchSpec.model_validate(config["spec"])
     macs = count(spec).macs  # of the full-size network: the study's second objective, fixed per trial
     with memory_cap(memory_limit):
-        results = train_seeds(spec, data, ProxyRecipe(**recipe), device, evaluations_per_epoch)
+        results = train_seeds(spec, data, ProxyRecipe(**recipe), device, evaluate_at)
         while True:
             try:
                 result = next(results)

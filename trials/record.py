@@ -92,5 +92,9 @@ def stored_recipe(study: optuna.Study) -> ProxyRecipe | None:
     if not stored:
         return None
     known = ProxyRecipe.__dataclass_fields__
-    before = {"windows": "clamp"}  # a study made before the window rules existed clamped its windows
+    # a study made before the window rules existed clamped its windows; earlier ones drew the held-out images
+    # from the training images with the seed, all scored every evaluation, and nothing clipped or re-estimated
+    before = {"windows": "clamp", "held_out_from": "train", "clip_grad": 0.0, "bn_batches": 0}
+    if "rung_val_size" not in stored:
+        before["rung_val_size"] = stored.get("val_size", ProxyRecipe.val_size)
     return ProxyRecipe(**{**before, **{k: v for k, v in stored.items() if k in known}})
