@@ -50,9 +50,9 @@ OLD_HELD_OUT = 500
 
 def recipes() -> dict:
     from trials import ProxyRecipe
+    from trials.recipe import EARLIER_DEFAULT
 
-    old = ProxyRecipe(val_size=OLD_HELD_OUT, rung_val_size=OLD_HELD_OUT, held_out_from="train", clip_grad=0.0, bn_batches=0)
-    new = ProxyRecipe()
+    old, new = EARLIER_DEFAULT, ProxyRecipe()
     return {
         "old": (old, [0.5, 1, 1.5]),  # the old trainable evaluated every half epoch under pareto
         "old-fixed-held-out": (replace(new, clip_grad=0.0, bn_batches=0), [0.5, 1]),  # decomposition's recipe

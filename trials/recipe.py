@@ -12,6 +12,9 @@ from searchspace.geometry import WINDOW_RULES, feature_sizes, proxy_geometry
 
 
 HELD_OUT_FROM = ("test", "train")
+# What recipes did before these fields existed (and rung_val_size: val_size): a stored recipe without them takes
+# these values (trials.record.stored_recipe), and a recipe at them keeps its earlier key (ProxyRecipe.key).
+EARLIER = {"held_out_from": "train", "clip_grad": 0.0, "bn_batches": 0}
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,15 @@ class ProxyRecipe:
 
     @property
     def key(self) -> dict:
-        """What makes two recipes one fidelity: everything but the seeds."""
-        return {k: v for k, v in self.as_dict().items() if k not in ("seed", "seeds")}
+        """What makes two recipes one fidelity: everything but the seeds. A field added since recipes were first
+        stored is left out where it holds what every recipe did before it (EARLIER), so such a recipe keeps its
+        key, and the calibrations measured on it still hold."""
+        key = {k: v for k, v in self.as_dict().items() if k not in ("seed", "seeds")}
+        earlier = {**EARLIER, "rung_val_size": self.val_size}
+        for field, value in earlier.items():
+            if key[field] == value:
+                del key[field]
+        return key
 
     def proxy_spec(self, spec: ArchSpec) -> ArchSpec:
         """The architecture this recipe trains: `spec` at the recipe's width, windows per its rule."""
@@ -105,3 +115,7 @@ BENCH_RECIPE = ProxyRecipe(subset=1000)
 # images and a larger batch. Run benchmarks/gpu.py on a GPU to see its seconds per trial.
 GPU_RECIPE = ProxyRecipe(resolution=112, width=0.5, subset=20000, batch_size=128)
 BASES = {"cpu": ProxyRecipe(), "gpu": GPU_RECIPE}  # the recipes --proxy-base names
+# The default and reference recipes before the held-out images came from the test split (500 and 1250 held out,
+# drawn with the seed; no clipping; BatchNorm's running averages): the shipped calibrations measured these.
+EARLIER_DEFAULT = ProxyRecipe(val_size=500, rung_val_size=500, **EARLIER)
+EARLIER_REFERENCE = ProxyRecipe(epochs=4, subset=5000, val_size=1250, rung_val_size=1250, **EARLIER)

@@ -14,7 +14,7 @@ from searchspace import ArchSpec
 from searchspace.presets import load_axes
 from searchspace.geometry import digest
 
-from .recipe import ProxyRecipe
+from .recipe import EARLIER, ProxyRecipe
 
 # User attributes of a trial.
 SPEC = "spec"  # the architecture, canonical JSON
@@ -92,9 +92,7 @@ def stored_recipe(study: optuna.Study) -> ProxyRecipe | None:
     if not stored:
         return None
     known = ProxyRecipe.__dataclass_fields__
-    # a study made before the window rules existed clamped its windows; earlier ones drew the held-out images
-    # from the training images with the seed, all scored every evaluation, and nothing clipped or re-estimated
-    before = {"windows": "clamp", "held_out_from": "train", "clip_grad": 0.0, "bn_batches": 0}
-    if "rung_val_size" not in stored:
-        before["rung_val_size"] = stored.get("val_size", ProxyRecipe.val_size)
+    # a study made before the window rules existed clamped its windows; one made before the test split was held
+    # out did what recipe.EARLIER says
+    before = {"windows": "clamp", **EARLIER, "rung_val_size": stored.get("val_size", ProxyRecipe.val_size)}
     return ProxyRecipe(**{**before, **{k: v for k, v in stored.items() if k in known}})
