@@ -58,6 +58,8 @@ def recipes() -> dict:
         "old-fixed-held-out": (replace(new, clip_grad=0.0, bn_batches=0), [0.5, 1]),  # decomposition's recipe
         "new": (new, [0.5, 1]),
         "new-3000-images": (replace(new, subset=3000), [0.5, 1]),
+        "new-rungs-500": (replace(new, rung_val_size=500), [0.5, 1]),
+        "new-rungs-500-bn-8": (replace(new, rung_val_size=500, bn_batches=8), [0.5, 1]),
     }
 
 
@@ -220,7 +222,7 @@ def report(path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["decompose", "recipes", "report"])
+    parser.add_argument("what", choices=["decompose", "recipes", "cost", "report"])
     parser.add_argument("--recipes", default="old,new", help="For `recipes`: which (%(default)s; also new-3000-images).")
     parser.add_argument("--runs", type=Path, default=HERE / "proxy-noise-runs.jsonl")
     parser.add_argument("--jobs", type=int, default=2)
@@ -236,7 +238,24 @@ def main() -> None:
                 parser.error(f"unknown recipe {name!r} (recipes: {', '.join(recipes())})")
         per_recipe = [jobs_for(name, {"seed0": zero, "seed1": {k: 1 for k in zero}}) for name in names]
         run([job for same_point in zip(*per_recipe) for job in same_point], args.runs, args.jobs)  # interleaved: one load for all
+    elif args.what == "cost":
+        names = args.recipes.split(",")
+        per_recipe = [jobs_for(name, {"cost": zero}) for name in names]
+        run([job for same_point in zip(*per_recipe) for job in same_point], args.runs, args.jobs)
     report(args.runs)
+    if args.what == "cost":
+        print_cost(load(args.runs), args.recipes.split(","))
+
+
+def print_cost(runs: list[dict], names: list[str]) -> None:
+    """Seconds per trial of each recipe against the first, network by network (trained in turn, one load)."""
+    seconds = {n: {r["point"]: r["train_seconds"] + r["eval_seconds"] for r in runs if r["recipe"] == n and r["variant"] == "cost" and r["top1"] is not None} for n in names}
+    base = seconds[names[0]]
+    print(f"\nSeconds per trial against {names[0]} (median ratio over networks, [min, max]):")
+    for name in names[1:]:
+        ratios = [seconds[name][k] / base[k] for k in base if k in seconds[name]]
+        if ratios:
+            print(f"  {name:22} {np.median(ratios):.2f}x [{min(ratios):.2f}, {max(ratios):.2f}] over {len(ratios)} networks")
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def train_proxy(
         permutation = torch.randperm(len(train_y), generator=order).to(device)
         flips = torch.rand(len(train_y), generator=order).to(device) < 0.5
 
-        def batch(i: int) -> Tensor:
+        def batch(i: int) -> tuple[Tensor, Tensor]:
             index = permutation[i * batch_size : (i + 1) * batch_size]
             x = normalise(train_x[index])
             return torch.where(flips[index, None, None, None], x.flip(-1), x), train_y[index]  # random horizontal flip
