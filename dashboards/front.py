@@ -19,15 +19,23 @@ from . import pareto
 from .calibration import single_score_noise
 
 FRONT_COLUMNS = ["number", record.SPEC_ID, record.PRESET, record.MACS, record.PARAMS, record.PROXY_TOP1, record.PROXY_TOP1_SE]
+LATENCY_COLUMNS = [record.LATENCY_MS, record.LATENCY_SOURCE]  # where the study has latency (`has_latency`)
 # "beats" is a one-sided test at this level for the whole report: the chance that noise alone makes the
 # report say "beats" of at least one preset stays below it (tests/test_results.py measures it on pure noise)
 ALPHA = 0.05
 _NORMAL = NormalDist()
 
 
+def has_latency(study: optuna.Study) -> bool:
+    """Whether the study's trials carry a latency (an objective or a constraint of its goals)."""
+    return record.STUDY_LATENCY in study.user_attrs
+
+
 def _row(t: optuna.trial.FrozenTrial, noise: float | None) -> dict:
     se = t.user_attrs.get(record.PROXY_TOP1_SE, noise)
     return {
+        record.LATENCY_MS: t.user_attrs.get(record.LATENCY_MS),
+        record.LATENCY_SOURCE: t.user_attrs.get(record.LATENCY_SOURCE),
         "number": t.number,
         record.SPEC_ID: t.user_attrs.get(record.SPEC_ID),
         record.PRESET: t.user_attrs.get(record.PRESET),
@@ -45,13 +53,27 @@ def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def pareto_frame(study: optuna.Study, calibration: dict | None = None) -> pd.DataFrame:
-    """The feasible, fully trained trials no other such trial beats on both objectives, by MACs, each with
-    the standard error of its top-1: over its seeds (--proxy-seeds), else one seed's noise as the recipe's
-    calibration measured it, else None. Repeats stored by versions before 0.2 are skipped."""
+    """The feasible, fully trained trials no other such trial beats on every objective of the study, by MACs,
+    each with the standard error of its top-1: over its seeds (--proxy-seeds), else one seed's noise as the
+    recipe's calibration measured it, else None; with its latency and where it came from, where the study has
+    latency. Repeats stored by versions before 0.2 are skipped."""
     noise = single_score_noise(calibration)
     rows = [_row(t, noise) for t in front_trials(study) if record.DUPLICATE_OF not in t.user_attrs]
-    frame = pd.DataFrame(rows, columns=FRONT_COLUMNS)
+    frame = pd.DataFrame(rows, columns=FRONT_COLUMNS + (LATENCY_COLUMNS if has_latency(study) else []))
     return frame.sort_values([record.MACS, record.PROXY_TOP1], ascending=[True, False]).reset_index(drop=True)
+
+
+def latency_device(latency: dict | None) -> str:
+    """Where a study's latencies come from (record.STUDY_LATENCY) in words: the device and the source."""
+    if not latency:
+        return ""
+    device = latency.get("device") or {}
+    where = device.get("gpu") or f"{device.get('cpu', '?')}, {device.get('threads', '?')} of {device.get('cores', '?')} cores"
+    backend = device.get("backend", "torch")
+    software = f"torch {device.get('torch', '?')}" if backend == "torch" else f"{backend} (torch {device.get('torch', '?')})"
+    how = (f"predicted by {latency.get('table')} ({latency.get('predictor')}; its measured points as measured)"
+           if latency.get("source") == "table" else "measured here, while no trial trained")
+    return f"{where}; {software}, {device.get('dtype', 'fp32')}, batch 1; {how}"
 
 
 def difference_noise(se_a: float, se_b: float) -> tuple[float, str]:

@@ -57,6 +57,11 @@ def queued_params(trial: optuna.Trial) -> dict | None:
     return storage_of(trial.study).get_trial_system_attrs(trial_id(trial)).get(_FIXED_PARAMS)
 
 
+def waiting_params(trial: FrozenTrial) -> dict | None:
+    """The parameters `enqueue_trial` fixed for a trial still WAITING in the queue (None: none fixed)."""
+    return trial.system_attrs.get(_FIXED_PARAMS)
+
+
 def record_heartbeat(trial: optuna.Trial) -> None:
     """Record a heartbeat of a running trial (Optuna records them itself only inside study.optimize)."""
     storage_of(trial.study).record_heartbeat(trial_id(trial))

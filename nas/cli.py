@@ -44,12 +44,17 @@ def main(ctx, debug):
     ctx.ensure_object(dict)["debug"] = debug
 
 
-def budget_option(required: bool = False, help: str = "MACs budget: 4.5G, 800M, 4500000000 or 4.5e9.", default=None):
+def budget_option(required: bool = False, help: str = "MACs budget: 4.5G, 800M, 4500000000 or 4.5e9.", default=None, band: bool = False):
+    """--budget in MACs; with `band`, also a band LOW-HIGH (3.5G-4.5G), given as (low, high) (low None: no band)."""
+
     def convert(ctx, param, value):
         if value is None:
             return None
         from searchspace import parse_macs
 
+        if band:
+            low, dash, high = str(value).partition("-")
+            return (parse_macs(low), parse_macs(high)) if dash and low.strip() else (None, parse_macs(value))
         return parse_macs(value)
 
     return click.option("--budget", required=required, callback=convert, help=help, default=default, show_default=default is not None)
@@ -317,6 +322,28 @@ def _duration(ctx, param, value):
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+def _macs(ctx, param, value):
+    if value is None:
+        return None
+    from searchspace import parse_macs
+
+    return parse_macs(value)
+
+
+def _milliseconds(ctx, param, value):
+    """40ms, 40, 0.04s, 40 ms -> 40.0 (milliseconds)."""
+    if value is None:
+        return None
+    import re
+
+    from searchspace import NasError
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?(?:e-?\d+)?)\s*(ms|s)?\s*", str(value), re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise NasError(f"--{param.name.replace('_', '-')} {value!r}: write a latency such as 40ms, 0.04s or 40 (milliseconds)")
+    return float(match.group(1)) * (1000.0 if (match.group(2) or "ms").lower() == "s" else 1.0)
+
+
 def _bytes(ctx, param, value):
     if value is None:
         return None
@@ -445,7 +472,11 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
 
 # --- nas search ----------------------------------------------------------------------------------------------
 @main.command()
-@budget_option(required=True, help="MACs budget of the full-size network at 224: 4.5G, 800M, 4500000000, 4.5e9.")
+@budget_option(required=True, band=True, help="MACs budget of the full-size network at 224: 4.5G, 800M, 4500000000, 4.5e9; or a band 3.5G-4.5G (points under it are refused too).")
+@click.option("--min-macs", callback=_macs, help="A lower MACs bound (3.5G): the band from it to --budget; draws under it are never trained.")
+@click.option("--latency", is_flag=True, help="Minimise latency (ms, batch 1) as a third objective.")
+@click.option("--max-latency", callback=_milliseconds, help="A latency limit (40ms, 0.04s): draws over it are never trained; learned by the sampler as the budget is.")
+@click.option("--latency-table", help="A predictor file of nas latency build (lat-DEVICE.json): latencies of that device, its measured points as measured.  [default: measured here, while no trial trains]")
 @click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
 @click.option("--data", envvar="NAS_DATA", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder (or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @storage_option
@@ -463,19 +494,27 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
-def search(budget, space_file, data, storage, study_name, trials, time_limit, seed, sampler, scheduler, ray, baselines,
-           artifact_dir, as_json, **recipe):
+def search(budget, min_macs, latency, max_latency, latency_table, space_file, data, storage, study_name, trials, time_limit,
+           seed, sampler, scheduler, ray, baselines, artifact_dir, as_json, **recipe):
     """Search the space for the best proxy top-1 per MACs within --budget.
 
-    An Optuna multi-objective study (maximise proxy top-1, minimise MACs) in the storage; Ray Tune
-    trains the trials. Rerun with the same study to resume: finished points are never trained twice.
+    An Optuna multi-objective study (maximise proxy top-1, minimise MACs, and with --latency minimise
+    latency) in the storage; Ray Tune trains the trials. A draw that breaks a constraint (--budget, its
+    band or --min-macs, --max-latency) is never trained. Rerun with the same study to resume: finished
+    points are never trained twice.
     """
+    from searchspace import NasError
+
     from .search import SearchOptions, run_search
     from .summary import print_search_summary
 
+    band, budget = budget
+    if band is not None and min_macs is not None:
+        raise NasError("give the lower MACs bound once: --budget LOW-HIGH or --min-macs LOW")
     recipe = recipe_from(recipe, "proxy", seed)
     opts = SearchOptions(
-        budget=budget, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
+        budget=budget, min_macs=band if band is not None else min_macs, latency=latency, max_latency_ms=max_latency,
+        latency_table=latency_table, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
         time_limit=time_limit, seed=seed, sampler=sampler, scheduler=scheduler, ray=ray, recipe=recipe,
         baselines=baselines, artifact_dir=artifact_dir,
     )

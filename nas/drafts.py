@@ -6,16 +6,18 @@ and every repeat as a trial of its own (hundreds per trained point in a tight bu
 COMPLETE would count twice for the samplers and the dashboard. Here the sampler draws in memory, in a copy
 that mirrors the stored study's running and finished trials before each suggestion; what the samplers
 see of a draw that is not trained:
-- over the budget: COMPLETE with a positive budget constraint (TPE, NSGA-II and GP all read constraints
-  of COMPLETE trials; NSGA-II and GP read no others) and the median top-1 of the feasible trials as its
-  placeholder score, so it neither attracts nor repels the objective model;
+- one that breaks a constraint of the study (over the MACs budget, under its lower bound, over the latency
+  limit: trials.goals): COMPLETE with every constraint's value, the broken one positive (TPE, NSGA-II and GP
+  all read constraints of COMPLETE trials; NSGA-II and GP read no others), and the median of the feasible
+  trials as its placeholder for what it has no measure of (top-1; a latency left unmeasured), so it
+  neither attracts nor repels the objective model;
 - a point already trained (or in training): PRUNED: TPE then ranks it with the worse trials, so it stops
   proposing the one point it already knows best; NSGA-II and GP ignore it (they have the observation);
 - a point whose proxy network was trained under another spec (a proxy twin): COMPLETE with the twin's
-  top-1 and its own MACs, a real observation that costs no training.
+  top-1 and its own MACs (and latency), a real observation that costs no training.
 The copy lives as long as the search process; a resumed search relearns the budget from its first
 draws, and on a large study models only the stored trials on the Pareto front and the latest WINDOW
-others (see `sync`). Imports optuna, the trial record, dashboards.pareto (the front) and
+others (see `sync`). Imports optuna, the study's goals (trials.goals), dashboards.pareto (the front) and
 dashboards.optuna_internals only.
 """
 
@@ -28,8 +30,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.optuna_internals import trial_id
-from dashboards.pareto import front_trials
-from trials import record
+from dashboards.pareto import feasible, front_trials
+from trials.goals import Goals
 
 # A trial the samplers read; FAIL and WAITING trials are read by none.
 _MIRRORED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
@@ -100,24 +102,27 @@ class DraftStudy:
         )
         return optuna.Trial(self.study, self.storage.create_new_trial(self._study_id, template_trial=template))
 
-    def over_budget(self, draft: optuna.Trial, macs: int, budget: int) -> None:
-        draft.set_constraint(record.BUDGET_CONSTRAINT, macs - budget)
-        self.study.tell(draft, [self._typical_top1(), macs])
+    def infeasible(self, draft: optuna.Trial, goals: Goals, measures: dict) -> None:
+        """A draw that breaks a constraint: every constraint's value, and its objectives with placeholders for
+        what it has no measure of (top-1, and a latency not measured because the MACs refused it)."""
+        for name, value in goals.constraint_values(measures).items():
+            draft.set_constraint(name, value)
+        values = [measures.get(key) for key in goals.objectives]
+        self.study.tell(draft, [self._typical(i) if v is None else v for i, v in enumerate(values)])
 
     def repeat(self, draft: optuna.Trial) -> None:
         self.study.tell(draft, state=TrialState.PRUNED)
 
-    def proxy_twin(self, draft: optuna.Trial, top1: float, macs: int) -> None:
-        """A draw whose proxy network was trained under another spec: told that training's top-1, at its own MACs."""
-        draft.set_constraint(record.BUDGET_CONSTRAINT, 0.0)
-        self.study.tell(draft, [top1, macs])
+    def proxy_twin(self, draft: optuna.Trial, top1: float, goals: Goals, measures: dict) -> None:
+        """A draw whose proxy network was trained under another spec: told that training's top-1, at its own
+        MACs (and latency)."""
+        for name, value in goals.constraint_values(measures).items():
+            draft.set_constraint(name, value)
+        self.study.tell(draft, goals.values(top1, measures))
 
-    def _typical_top1(self) -> float:
-        scores = [
-            t.values[0]
-            for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.constraints.get(record.BUDGET_CONSTRAINT, 0.0) <= 0
-        ]
+    def _typical(self, objective: int) -> float:
+        """The median of an objective over the feasible trials (0 before there is one)."""
+        scores = [t.values[objective] for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if feasible(t)]
         return statistics.median(scores) if scores else 0.0
 
 

@@ -80,9 +80,10 @@ class SearchProgress(Callback):
     def _describe(self, event) -> str:
         number, what, *rest = event
         if what == "complete":
-            top1, macs = rest
+            top1, macs, latency = rest
             front = len(front_trials(self.study))
-            return f"trial {number}: {top1:.1f}% top-1 at {format_macs(macs)} MACs (front: {front} point{'s' * (front != 1)})"
+            ms = f", {latency:.1f} ms" if latency is not None else ""
+            return f"trial {number}: {top1:.1f}% top-1 at {format_macs(macs)} MACs{ms} (front: {front} point{'s' * (front != 1)})"
         if what == "pruned":
             return f"trial {number}: stopped early after {rest[0]:g} epoch(s)"
         if what == "cut":

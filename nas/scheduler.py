@@ -1,4 +1,4 @@
-"""Early stopping for a two-objective search: MO-ASHA (a Pareto-aware ASHA) and the `--scheduler` factory.
+"""Early stopping for a multi-objective search: MO-ASHA (a Pareto-aware ASHA) and the `--scheduler` factory.
 
 Imports Ray Tune, numpy and dashboards.pareto (the project's one non-dominated sorting); never the study: it
 decides on the trials' reported results alone.
@@ -154,14 +154,19 @@ def evaluation_points(scheduler: str, epochs: int) -> list[float]:
     return [] if scheduler == "none" else rungs_of(epochs)
 
 
-def make_scheduler(name: str, epochs: int, reduction_factor: float = REDUCTION_FACTOR) -> TrialScheduler:
+def make_scheduler(
+    name: str, epochs: int, reduction_factor: float = REDUCTION_FACTOR, objectives: tuple[str, ...] = (record.PROXY_TOP1, record.MACS),
+) -> TrialScheduler:
     """The scheduler `nas search --scheduler NAME` runs, for a proxy of `epochs` epochs. `pareto` and
     `asha` share their rungs (every `reduction_factor`-fold from half an epoch), so they differ only in
-    how they rank: on the study's two objectives, or on proxy top-1 alone. `none` trains every trial fully."""
+    how they rank: on the study's objectives (trials.goals: keys the trainable reports), or on proxy top-1
+    alone. `none` trains every trial fully."""
     grace = 1 / EVALUATIONS_PER_EPOCH
     if name == "pareto":
-        objectives = {record.PROXY_TOP1: "max", record.MACS: "min"}  # the study's objectives (record.OBJECTIVES)
-        return MOASHAScheduler(objectives, epochs, "progress", grace, reduction_factor)
+        from trials.goals import OBJECTIVES
+
+        ranked = {key: "max" if OBJECTIVES[key][1] == "maximize" else "min" for key in objectives}
+        return MOASHAScheduler(ranked, epochs, "progress", grace, reduction_factor)
     if name == "asha":
         return ASHAScheduler(
             time_attr="progress", metric=record.PROXY_TOP1, mode="max", max_t=epochs, grace_period=grace,

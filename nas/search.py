@@ -23,6 +23,8 @@ from dashboards.calibration import find_calibration, summary_line
 from searchspace import NasError, SearchSpace, count, format_budget, format_macs, load_space, preset, preset_names
 from searchspace.collapse import collapsed_axes
 from trials import ProxyRecipe, data_name, load_proxy_data
+from trials import record
+from trials.goals import Goals
 
 from .study import (
     DEFAULT_STORAGE,
@@ -51,6 +53,10 @@ class RayOptions:
 @dataclass
 class SearchOptions:
     budget: int
+    min_macs: int | None = None  # the lower end of a MACs band (--budget 3.5G-4.5G, --min-macs)
+    latency: bool = False  # latency (ms) as a third objective (--latency)
+    max_latency_ms: float | None = None  # a latency limit (--max-latency)
+    latency_table: str | None = None  # a predictor file of `nas latency build`; None: measured here
     space: str | None = None
     data: str | None = None
     storage: str = DEFAULT_STORAGE
@@ -69,6 +75,22 @@ class SearchOptions:
     evaluate_at: tuple[float, ...] | None = None  # epochs to evaluate at before the end; None: the scheduler's rungs
     artifact_dir: str = "nas-artifacts"
 
+    @property
+    def goals(self) -> Goals:
+        """The study's objectives and constraints (trials.goals)."""
+        return Goals.of(self.budget, self.min_macs, self.latency, self.max_latency_ms)
+
+    def default_study_name(self, space: SearchSpace) -> str:
+        """The default study: SPACE-BUDGET-DATA, the budget a band where it has a lower end, and what latency
+        adds (-latency: an objective; -max40ms: a limit)."""
+        band = f"{format_budget(self.min_macs)}-" if self.min_macs else ""
+        name = f"{space.name}-{band}{format_budget(self.budget)}-{data_name(self.data)}"
+        if self.latency:
+            name += "-latency"
+        if self.max_latency_ms is not None:
+            name += f"-max{self.max_latency_ms:g}ms"
+        return name
+
 
 @dataclass
 class Prepared:
@@ -79,17 +101,23 @@ class Prepared:
     stale: list[int]
     queue: list
     data: object
+    latency: object = None  # where the latencies come from (nas.latency_source), when the goals need them
 
 
 def prepare(opts: SearchOptions, say=print) -> Prepared:
-    """Every check before training: space vs budget, the Ray address, storage, study, data."""
+    """Every check before training: space vs budget, the Ray address, storage, study, data, the latency source."""
     space = load_space(opts.space)
+    goals = opts.goals
     cheapest, cost = space.cheapest()
     if cost.macs > opts.budget:
         raise NasError(
             f"no point of {space.source} fits the budget of {format_macs(opts.budget)} MACs: its cheapest point "
             f"({cheapest.id}) needs {format_macs(cost.macs)}"
         )
+    if opts.min_macs is not None and opts.min_macs >= opts.budget:
+        raise NasError(f"the MACs band {format_macs(opts.min_macs)}-{format_macs(opts.budget)} is empty: its lower end must be below the budget")
+    if opts.latency_table and not goals.needs_latency:
+        raise NasError("--latency-table gives the latency --latency or --max-latency use: add one of them")
     if opts.ray.address:
         _probe(opts.ray.address)
     try:
@@ -97,20 +125,33 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     except OSError as exc:
         raise NasError(f"--artifact-dir {opts.artifact_dir}: cannot create it ({exc.strerror or exc})") from None
     storage = open_storage(opts.storage)
-    name = opts.study_name or f"{space.name}-{format_budget(opts.budget)}-{data_name(opts.data)}"
+    name = opts.study_name or opts.default_study_name(space)
     sampler = make_sampler(opts.sampler, opts.seed, opts.trials)
+    latency = None
+    if goals.needs_latency:
+        from .latency_source import latency_source
+
+        latency = latency_source(opts.latency_table)
     with storage_errors(opts.storage):
-        study, resumed = open_search_study(storage, name, space, opts.budget, data_name(opts.data), opts.recipe, opts.role)
+        study, resumed = open_search_study(
+            storage, name, space, opts.budget, data_name(opts.data), opts.recipe, opts.role, goals,
+            latency.record() if latency else None,
+        )
         stale = fail_stale_trials(study)
     r = opts.recipe
     data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed, r.held_out_from)
     baselines = list(opts.queue)
-    if opts.baselines:
-        baselines += [preset(n) for n in preset_names() if count(preset(n)).macs <= opts.budget]
+    if opts.baselines:  # their latencies are judged when queued (StudySearcher._enqueue), before anything trains
+        baselines += [preset(n) for n in preset_names() if goals.broken({record.MACS: count(preset(n)).macs}) is None]
     say(f"study {study.study_name!r} in {masked(opts.storage)} ({'resumed, ' + str(len(study.get_trials(deepcopy=False))) + ' trials' if resumed else 'new'})")
     if stale:
         say(f"failed {len(stale)} trials left running by a stopped search (re-queued): {stale}")
     say(f"space {space.name}: {space.cardinality():.2e} points, cheapest {format_macs(cost.macs)}; budget {format_macs(opts.budget)} MACs")
+    say(f"objectives: {goals.describe()}")
+    if latency is not None:
+        from dashboards.front import latency_device
+
+        say(f"latency: {latency_device(latency.record())}")
     say(f"data {data.describe()}")
     say(f"{'proxy' if opts.role == 'search' else opts.role} recipe: {r.describe()}")
     if opts.role == "search":
@@ -120,7 +161,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
         say(summary_line(*find_calibration(study)))
     if opts.baselines:
         say(f"baselines first: {', '.join(s.label for s in baselines[len(opts.queue):])}")
-    return Prepared(space, study, sampler, resumed, stale, baselines, data)
+    return Prepared(space, study, sampler, resumed, stale, baselines, data, latency)
 
 
 def start_ray(address: str | None, say=print):
@@ -190,7 +231,8 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     say = (lambda text: console.print(text, markup=False)) if console else print
     started = time.perf_counter()
     prep = prepare(opts, say)
-    scheduler = make_scheduler(opts.scheduler, opts.recipe.epochs)
+    goals = opts.goals
+    scheduler = make_scheduler(opts.scheduler, opts.recipe.epochs, objectives=goals.objectives)
     resources = start_ray(opts.ray.address, say)
     gpus = opts.ray.gpus_per_trial if opts.ray.gpus_per_trial is not None else (1.0 if resources.get("GPU", 0) else 0.0)
     from .export import attach_config
@@ -198,8 +240,18 @@ def run_search(opts: SearchOptions, console=None) -> dict:
     searcher = StudySearcher(
         prep.study, prep.space, opts.budget, opts.recipe, opts.trials, prep.queue, prep.sampler,
         before_complete=lambda trial: attach_config(prep.study, trial, opts.storage, Path(opts.artifact_dir)),
-        draws=opts.draws,
+        draws=opts.draws, goals=goals, latency=prep.latency,
     )
+    for spec, why in searcher.left_out:
+        say(f"not queued: {spec.label}: {why}")
+    if prep.latency is not None and prep.latency.measures_here:
+        # the draws' latencies are measured while no trial trains: a wave of trials is drawn at once
+        per_trial = max(opts.ray.cpus_per_trial, 1e-9)
+        searcher.ahead = opts.ray.max_concurrent or max(1, int(resources.get("CPU", 1) // per_trial))
+        say(
+            "latencies measured here while no trial trains (a timing beside a training is wrong): "
+            f"{searcher.ahead} points drawn and measured at once, then trained together"
+        )
     trainable = tune.with_resources(
         tune.with_parameters(
             proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.ray.cpus_per_trial)),
@@ -242,6 +294,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
         "seconds": time.perf_counter() - started,
         "tally": searcher.tally,
         "resumed": prep.resumed,
+        "latency": prep.latency,
     }
 
 

@@ -26,17 +26,20 @@ from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from dashboards.optuna_internals import new_trial, queued_params, record_heartbeat
-from searchspace import ArchSpec, SearchSpace, count, format_macs, preset_by_id
+from dashboards.optuna_internals import new_trial, queued_params, record_heartbeat, waiting_params
+from searchspace import ArchSpec, SearchSpace, count, preset_by_id
 from trials import ProxyRecipe
 from trials import record
+from trials.goals import Goals
 
 from .drafts import DraftStudy
+from .latency_source import Answer
 from .study import settles_its_point
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 MAX_DRAWS = 500  # draws per suggestion before giving up on finding a new in-budget point
 EXPLORE_AFTER = 20  # repeats in a row after which a suggestion draws uniformly at random
+_WAIT = object()  # a point's latency is to be measured, and a trial of this search trains: Ray asks again later
 
 
 @dataclass
@@ -48,11 +51,11 @@ class Tally:
     pruned: int = 0
     failed: int = 0
     cut: int = 0  # cut by the time limit (stored as FAIL, their points queued again)
-    over_budget: int = 0  # draws over the budget (never stored)
+    refused: dict = field(default_factory=dict)  # constraint name -> draws that broke it first (never stored)
     repeats: int = 0  # draws of a point the study has trained or is training (never stored)
     twins: int = 0  # draws whose proxy network was trained under another spec (answered, never stored)
     collisions: int = 0  # draws another search made at the same moment (stored as FAIL, not trained)
-    exhausted: bool = False  # MAX_DRAWS draws in a row were over budget or already scored
+    exhausted: bool = False  # MAX_DRAWS draws in a row broke a constraint or were already scored
     events: list = field(default_factory=list)  # (trial number, what happened) for the display
 
     @property
@@ -60,8 +63,23 @@ class Tally:
         return self.started - self.complete - self.pruned - self.failed - self.cut
 
     @property
+    def over_budget(self) -> int:
+        """Draws over the MACs budget."""
+        return self.refused.get(record.BUDGET_CONSTRAINT, 0)
+
+    @property
+    def under_min_macs(self) -> int:
+        """Draws under the MACs band's lower end (--min-macs)."""
+        return self.refused.get(record.MIN_MACS_CONSTRAINT, 0)
+
+    @property
+    def over_latency(self) -> int:
+        """Draws over the latency limit (--max-latency)."""
+        return self.refused.get(record.LATENCY_CONSTRAINT, 0)
+
+    @property
     def not_trained(self) -> int:
-        return self.over_budget + self.repeats + self.twins
+        return sum(self.refused.values()) + self.repeats + self.twins
 
 
 @contextmanager
@@ -79,7 +97,13 @@ def _unless_finished_elsewhere(searcher: "StudySearcher", trial_id: str, trial: 
 
 class StudySearcher(Searcher):
     """Suggests the points of `queue` (the seeds' presets, a benchmark table's points), then architectures
-    drawn by `sampler` (default: the study's); reports every outcome to the study."""
+    drawn by `sampler` (default: the study's); reports every outcome to the study.
+
+    `goals` (default: top-1 and MACs within `budget`) are the study's objectives and constraints; a point that
+    breaks a constraint is never trained. Where they need a latency, `latency` gives it (nas.latency_source): a
+    predictor file answers at once; a source that measures here is asked only while none of this search's
+    trials is in training (a timing beside a training is wrong), so a draw it must measure waits until the
+    trials in training end, and then `ahead` points are drawn and measured at once, for the next trials."""
 
     def __init__(
         self,
@@ -92,9 +116,19 @@ class StudySearcher(Searcher):
         sampler: optuna.samplers.BaseSampler | None = None,
         before_complete=None,
         draws: bool = True,
+        goals: Goals | None = None,
+        latency=None,
     ):
         super().__init__(metric=None, mode=None)
         self.study, self.space, self.budget, self.recipe = study, space, budget, recipe
+        self.goals = goals or Goals.of(budget)
+        if self.goals.needs_latency and latency is None:
+            raise ValueError("the study's goals need a latency source")
+        self.latency = latency
+        self.ahead = 1  # points drawn at once where latency is measured here: the trials that run at once
+        self._held: tuple[optuna.Trial, ArchSpec] | None = None  # a draw whose latency waits for no trial to train
+        self._ready: list[tuple[optuna.Trial, ArchSpec, dict]] = []  # draws judged (measured) ahead, to train next
+        self.left_out: list[tuple[ArchSpec, str]] = []  # queued points that break a constraint, and why
         self.max_trials = max_trials
         self.draws = draws  # False: only the queue is trained (a calibration's panel)
         self.before_complete = before_complete  # e.g. attach the exported config while the trial is open
@@ -135,6 +169,8 @@ class StudySearcher(Searcher):
             return Searcher.FINISHED
         while True:
             trial, spec = self._next_point()
+            if trial is _WAIT:
+                return None  # Ray asks again; the latency is measured once this search's trials in training end
             if trial is None:  # the queue is done, or the sampler found no new point: the summary says which
                 self.tally.exhausted = self.draws
                 return Searcher.FINISHED
@@ -144,7 +180,10 @@ class StudySearcher(Searcher):
             self._stored_trial[trial_id] = trial
             self.tally.started += 1
         self._start[trial_id] = self.clock()  # until Ray starts it (`started`)
-        return {"spec": spec.to_dict(), "trial_number": trial.number, "spec_id": spec.id}
+        config = {"spec": spec.to_dict(), "trial_number": trial.number, "spec_id": spec.id}
+        if record.LATENCY_MS in self.goals.objectives:  # the trainable reports it, for MO-ASHA's rungs
+            config[record.LATENCY_MS] = trial.user_attrs[record.LATENCY_MS]
+        return config
 
     def started(self, trial_id: str) -> None:
         """Ray started the trial (Tune's on_trial_start, see nas.progress): its clock starts when the worker it
@@ -196,15 +235,15 @@ class StudySearcher(Searcher):
         with self._lock:
             self._stored_trial.pop(trial_id)
             if epochs >= self.recipe.epochs:
-                macs = trial.user_attrs[record.MACS]
+                attrs = trial.user_attrs
                 if self.before_complete is not None:
                     try:
                         self.before_complete(trial)
                     except OSError as exc:  # a full disk must not cost the trained result
                         trial.set_user_attr("artifact_error", str(exc)[:300])
-                self.study.tell(trial, [result["proxy_top1"], macs])
+                self.study.tell(trial, self.goals.values(result["proxy_top1"], attrs))
                 self.tally.complete += 1
-                self.tally.events.append((trial.number, "complete", result["proxy_top1"], macs))
+                self.tally.events.append((trial.number, "complete", result["proxy_top1"], attrs[record.MACS], attrs.get(record.LATENCY_MS)))
             else:
                 run = _epochs_run(result)  # a trial the scheduler stopped: the time limit's cuts never come here
                 why = "stopped early by the scheduler" if run else "stopped before its first epoch"
@@ -262,13 +301,17 @@ class StudySearcher(Searcher):
     def _next_point(self) -> tuple[optuna.Trial | None, ArchSpec | None]:
         """A stored trial and the point it trains; (trial, None) when the trial was not to be trained (it
         is told FAIL with its reason); (None, None) when the queue is done or the sampler found no new
-        in-budget point.
+        point that meets the study's constraints; (_WAIT, None) when a point's latency is to be measured
+        while a trial of this search trains.
 
         The stored study's queue comes first (presets, points of a stopped search); otherwise the sampler
-        draws in the draft study until a new in-budget point comes up, and the stored trial is made with
-        exactly its parameters and the point's record in one write (see `_store`)."""
+        draws in the draft study until a new point within the constraints comes up, and the stored trial is
+        made with exactly its parameters and the point's record in one write (see `_store`)."""
         self._sync()
-        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting:
+            if not self._measure_queue(waiting):
+                return _WAIT, None
             self.study.sampler = RandomSampler()  # decides nothing: a queued trial fixes its parameters
             trial = self.study.ask()
             self.beat(trial)
@@ -279,52 +322,127 @@ class StudySearcher(Searcher):
             return trial, None
         if not self.draws:
             return None, None
-        draft, spec = self._draw()
-        if draft is None:
-            return None, None
-        trial = self._store(draft, spec)
+        if self._ready:
+            draft, spec, measures = self._ready.pop(0)
+        else:
+            drawn = self._draw()
+            if drawn is _WAIT:
+                return _WAIT, None
+            draft, spec, measures = drawn
+            if draft is None:
+                return None, None
+            self._draw_ahead()
+        trial = self._store(draft, spec, measures)
         self.drafts.adopt(draft, trial.number)
         return trial, (spec if self._claim(trial, spec, recorded=True) else None)
 
-    def _store(self, draft: optuna.Trial, spec: ArchSpec) -> optuna.Trial:
+    def _store(self, draft: optuna.Trial, spec: ArchSpec, measures: dict) -> optuna.Trial:
         """The stored trial of a drawn point, made from a template: its parameters, its claim and record
-        and the budget constraint in one transaction. Asked and then suggested parameter by parameter,
+        and the study's constraints in one transaction. Asked and then suggested parameter by parameter,
         as Optuna's samplers do, it would take a commit per parameter (90 in the unified space), most of
         a suggestion's time on SQLite."""
         template = optuna.trial.create_trial(
-            state=TrialState.RUNNING, params=draft.params, distributions=draft.distributions, user_attrs=self._record(spec),
-            constraints={record.BUDGET_CONSTRAINT: count(spec).macs - self.budget},
+            state=TrialState.RUNNING, params=draft.params, distributions=draft.distributions,
+            user_attrs=self._record(spec, measures), constraints=self.goals.constraint_values(measures),
         )
         trial = new_trial(self.study, template)
         self.beat(trial)
         return trial
 
-    def _draw(self) -> tuple[optuna.Trial | None, ArchSpec | None]:
-        """Draw in the draft study until a point is in budget and not yet scored (at most MAX_DRAWS draws;
-        after EXPLORE_AFTER repeats in a row, uniformly at random: the sampler has converged)."""
+    def _judge(self, spec: ArchSpec) -> tuple[dict, object] | None:
+        """The point's measures (MACs; its latency where the goals need one) and the first constraint it breaks
+        (None: it meets them all). MACs are judged first: a point they refuse is not measured. None when its
+        latency must be measured while a trial of this search trains (see `suggest`)."""
+        measures = {record.MACS: count(spec).macs}
+        broken = self.goals.broken(measures)
+        if self.goals.needs_latency:
+            answer = self.latency.known(spec)
+            if answer is None and broken is None:
+                if self._stored_trial:
+                    return None
+                answer = self.latency.measure(spec)
+            if answer is not None:
+                measures.update({record.LATENCY_MS: answer.ms, record.LATENCY_SOURCE: answer.source, record.LATENCY_IQR_MS: answer.iqr_ms})
+                broken = broken or self.goals.broken(measures)
+        return measures, broken
+
+    def _measure_queue(self, waiting: list[optuna.trial.FrozenTrial]) -> bool:
+        """Measure the latency of the queued points that need one, all at once while no trial of this search
+        trains (the presets' were measured before the search started: nas.search.prepare); False when one
+        needs it and a trial trains (the queue waits)."""
+        if not (self.goals.needs_latency and self.latency.measures_here):
+            return True
+        specs = [spec for t in waiting if (spec := self._queued_spec(t)) is not None]
+        unknown = [s for s in specs if self.latency.known(s) is None and self.goals.broken({record.MACS: count(s).macs}) is None]
+        if unknown and self._stored_trial:
+            return False
+        for spec in unknown:
+            self.latency.measure(spec)
+        return True
+
+    def _queued_spec(self, t: optuna.trial.FrozenTrial) -> ArchSpec | None:
+        spec = record.spec_of(t)
+        params = waiting_params(t)
+        if spec is None and params:
+            spec = self.space.suggest(optuna.trial.FixedTrial(params))
+        return spec
+
+    def _draw(self):
+        """Draw in the draft study until a point meets the constraints and is not yet scored (at most MAX_DRAWS
+        draws; after EXPLORE_AFTER repeats in a row, uniformly at random: the sampler has converged). Returns
+        (draft, spec, measures), (None, None, None) when none came up, or _WAIT with the draw held for later."""
         repeats = 0
         for _ in range(MAX_DRAWS):
-            draft = self.drafts.ask(explore=repeats >= EXPLORE_AFTER)
-            spec = self.space.suggest(draft)
-            macs = count(spec).macs
-            if macs > self.budget:
-                self.drafts.over_budget(draft, macs, self.budget)
-                self.tally.over_budget += 1
+            if self._held is not None:
+                (draft, spec), self._held = self._held, None
+            else:
+                draft = self.drafts.ask(explore=repeats >= EXPLORE_AFTER)
+                spec = self.space.suggest(draft)
+            judged = self._judge(spec)
+            if judged is None:
+                self._held = (draft, spec)
+                return _WAIT
+            measures, broken = judged
+            if broken is not None:
+                self._refuse(draft, measures, broken)
                 continue
+            drawn = spec.id
             draft, spec = self.stand_in(draft, spec)
             if draft is None:
-                return None, None
-            earlier = self._trainer(self.proxy_id(spec))
-            if earlier is None:
-                return draft, spec
-            if earlier.state == TrialState.COMPLETE and self._ids_by_number[earlier.number][0] != spec.id:
-                self.drafts.proxy_twin(draft, earlier.values[0], macs)  # the same proxy network: its score
+                return None, None, None
+            if spec.id != drawn:  # a replay's table point stands in for the draw: its own measures
+                measures, broken = self._judge(spec)
+                if broken is not None:
+                    self._refuse(draft, measures, broken)
+                    continue
+            proxy_id = self.proxy_id(spec)
+            earlier = self._trainer(proxy_id)
+            if earlier is None and proxy_id not in {self.proxy_id(s) for _, s, _ in self._ready}:
+                return draft, spec, measures
+            if earlier is not None and earlier.state == TrialState.COMPLETE and self._ids_by_number[earlier.number][0] != spec.id:
+                self.drafts.proxy_twin(draft, earlier.values[0], self.goals, measures)  # the same proxy network: its score
                 self.tally.twins += 1
             else:
                 self.drafts.repeat(draft)
                 self.tally.repeats += 1
             repeats += 1
-        return None, None
+        return None, None, None
+
+    def _refuse(self, draft: optuna.Trial, measures: dict, broken) -> None:
+        """A draw that breaks a constraint: infeasible for the sampler, never stored, counted by the constraint."""
+        self.drafts.infeasible(draft, self.goals, measures)
+        self.tally.refused[broken.name] = self.tally.refused.get(broken.name, 0) + 1
+
+    def _draw_ahead(self) -> None:
+        """Where latency is measured here and no trial of this search trains, draw (and measure) the points of
+        the trials Ray starts beside this one now, rather than wait for this one to end before each."""
+        if not (self.goals.needs_latency and self.latency.measures_here) or self._stored_trial:
+            return
+        for _ in range(min(self.ahead, self.max_trials - self.tally.started) - 1):
+            drawn = self._draw()
+            if drawn is _WAIT or drawn[0] is None:
+                return
+            self._ready.append(drawn)
 
     def stand_in(self, draft: optuna.Trial, spec: ArchSpec) -> tuple[optuna.Trial | None, ArchSpec | None]:
         """The draw and the point trained for an in-budget draw: the drawn point itself. A replay over a
@@ -339,31 +457,41 @@ class StudySearcher(Searcher):
         proxy id) before it looks for another: of two claims at least one sees the other, so at most one
         trains the point; when both see each other, both step back and the point waits for a later draw."""
         proxy_id = self.proxy_id(spec)
+        measures = None
         if not recorded:
             trial.set_user_attr(record.PROXY_ID, proxy_id)
             trial.set_user_attr(record.SPEC_ID, spec.id)
-        macs = count(spec).macs
-        if macs > self.budget:  # a queued point: presets are checked when queued, so rarely
-            return self._step_back(trial, f"not trained: {format_macs(macs)} MACs is over the budget of {format_macs(self.budget)}")
+            judged = self._judge(spec)  # a queued point: presets are checked when queued, so rarely refused
+            if judged is None:  # queued by another search meanwhile, and a trial trains: it waits for a later draw
+                return self._step_back(trial, "not trained: its latency is measured only while no trial trains")
+            measures, broken = judged
+            if broken is not None:
+                return self._step_back(trial, f"not trained: {broken.text(measures[broken.measure])}")
         other = self._sync(claim=proxy_id, exclude=trial.number)
         if other is not None:
             self.tally.collisions += 1
             return self._step_back(trial, f"not trained: trial {other.number} trains the same proxy network")
         if not recorded:
-            for key, value in self._record(spec).items():
+            for key, value in self._record(spec, measures).items():
                 if key not in (record.PROXY_ID, record.SPEC_ID):
                     trial.set_user_attr(key, value)
-            if record.BUDGET_CONSTRAINT not in trial.constraints:
-                trial.set_constraint(record.BUDGET_CONSTRAINT, macs - self.budget)
+            stored = trial.constraints
+            for name, value in self.goals.constraint_values(measures).items():
+                if name not in stored:
+                    trial.set_constraint(name, value)
         return True
 
-    def _record(self, spec: ArchSpec) -> dict:
-        """What a stored trial records of its point: the claim (proxy id, id), the spec, its cost, the preset."""
+    def _record(self, spec: ArchSpec, measures: dict) -> dict:
+        """What a stored trial records of its point: the claim (proxy id, id), the spec, its cost (and latency,
+        where the study has one), the preset."""
         params, macs = count(spec)
         attrs = {
             record.PROXY_ID: self.proxy_id(spec), record.SPEC_ID: spec.id, record.SEARCH_PROCESS: _PROCESS,
             record.SPEC: json.dumps(spec.to_dict(), sort_keys=True), record.PARAMS: params, record.MACS: macs,
         }
+        for key in (record.LATENCY_MS, record.LATENCY_SOURCE, record.LATENCY_IQR_MS):
+            if measures.get(key) is not None:
+                attrs[key] = measures[key]
         if self._presets.get(spec.id):
             attrs[record.PRESET] = self._presets[spec.id]
         return attrs
@@ -384,6 +512,10 @@ class StudySearcher(Searcher):
         for t in changed:
             if t.state.is_finished():
                 self._finished_numbers.add(t.number)
+            attrs = t.user_attrs
+            if self.latency is not None and self.latency.measures_here and attrs.get(record.LATENCY_SOURCE) == "measured":
+                # measured on the study's device (checked when the study was opened): never measured again
+                self.latency.remember(attrs[record.SPEC_ID], Answer(attrs[record.LATENCY_MS], "measured", attrs.get(record.LATENCY_IQR_MS)))
             ids = self._ids_of(t)
             if ids is None or t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
                 continue
@@ -415,13 +547,19 @@ class StudySearcher(Searcher):
 
     def _enqueue(self, queue: list[ArchSpec], retry_of: int | None = None) -> None:
         """The queued points first, through Optuna's queue, unless the study has settled them (see `settles_its_point`)
-        or queued them already. `retry_of`: the trial whose Ray node or worker died while training the point,
-        which is queued again (once: see `fail`) although that failure settles it."""
+        or queued them already, or it breaks a constraint of the study (`left_out`, with why; its latency is
+        measured here, before anything trains). `retry_of`: the trial whose Ray node or worker died while
+        training the point, which is queued again (once: see `fail`) although that failure settles it."""
         trials = self.study.get_trials(deepcopy=False)
         queued = {t.user_attrs.get(record.SPEC_ID) for t in trials if t.state == TrialState.WAITING}
         settled = {ids[1] for t in trials if t.number != retry_of and settles_its_point(t) and (ids := self._ids_of(t))}
         for spec in queue:
             if spec.id in queued or self.proxy_id(spec) in settled:
+                continue
+            judged = self._judge(spec)  # None: to be measured while a trial trains; judged when claimed
+            if judged is not None and judged[1] is not None:
+                measures, broken = judged
+                self.left_out.append((spec, broken.text(measures[broken.measure])))
                 continue
             attrs = {record.SPEC_ID: spec.id}
             if spec.id in self._presets:

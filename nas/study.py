@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from searchspace import NasError, format_macs
 from trials import ProxyRecipe
 from trials import record
+from trials.goals import Goals
 
 from . import DEFAULT_STORAGE  # noqa: F401  (where the commands' options find it)
 from .trial_cache import DiskCachedStorage
@@ -157,14 +158,19 @@ def open_search_study(
     data: str,
     recipe: ProxyRecipe,
     role: str = "search",
+    goals: Goals | None = None,
+    latency: dict | None = None,
 ) -> tuple[optuna.Study, bool]:
-    """Create the study, or resume it when it exists and was run with the same space file, budget, data and
-    recipe (another recipe would put points of another fidelity on the same front). Returns (study, resumed).
-    The stored study's own sampler decides nothing: the searcher draws in a copy (nas.drafts)."""
+    """Create the study, or resume it when it exists and was run with the same space file, budget, data,
+    recipe (another recipe would put points of another fidelity on the same front), objectives and
+    constraints (`goals`, default: top-1 and MACs within `budget`) and latency device (`latency`: what the
+    latency source records, nas.latency_source). Returns (study, resumed). The stored study's own sampler
+    decides nothing: the searcher draws in a copy (nas.drafts)."""
+    goals = goals or Goals.of(budget)
     existing = {s.study_name for s in storage.get_all_studies()}
     resumed = name in existing
     study = optuna.create_study(
-        study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(), directions=list(record.DIRECTIONS),
+        study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(), directions=goals.directions,
         load_if_exists=True,
     )
     wanted = {
@@ -198,12 +204,38 @@ def open_search_study(
                     f"study {name!r} was run with {label} {was}, not {now}; one study holds one space, budget, data "
                     "set and fidelity: use the same options or another --study"
                 )
+        _check_goals(study, name, goals, latency)
     if not resumed or record.STUDY_RECIPE_KEY not in study.user_attrs:
         if not resumed:
-            study.set_metric_names(list(record.OBJECTIVES))
+            study.set_metric_names(goals.labels)
         for key, value in wanted.items():
             study.set_user_attr(key, value)
+    if not resumed:
+        study.set_user_attr(record.STUDY_GOALS, goals.to_dict())
+        if latency:
+            study.set_user_attr(record.STUDY_LATENCY, latency)
     return study, resumed
+
+
+def _check_goals(study: optuna.Study, name: str, goals: Goals, latency: dict | None) -> None:
+    """A resumed study keeps its objectives, constraints and latency device: a front of other objectives, or of
+    latencies of another machine, is not the same front."""
+    stored = Goals.of_study(study)
+    if stored != goals:
+        raise NasError(
+            f"study {name!r} was run to {stored.describe()}, not to {goals.describe()}; one study holds one set of "
+            "objectives and constraints: use the same options or another --study"
+        )
+    if latency and study.user_attrs.get(record.STUDY_LATENCY):
+        from searchspace.latency import Device  # what decides a latency: Device.HARDWARE (loads torch)
+
+        was, now = study.user_attrs[record.STUDY_LATENCY]["device"], latency["device"]
+        differ = [k for k in Device.HARDWARE if was.get(k) != now.get(k)]
+        if differ:
+            raise NasError(
+                f"study {name!r} holds latencies of another device ({', '.join(f'{k} {was.get(k)!r}, not {now.get(k)!r}' for k in differ)}): "
+                "give the same --latency-table, or search on that machine, or use another --study"
+            )
 
 
 def settles_its_point(t: optuna.trial.FrozenTrial) -> bool:

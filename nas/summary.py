@@ -23,9 +23,13 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
     t = summary["tally"]
     counts = {
         "complete": t.complete, "pruned": t.pruned, "failed": t.failed, "cut_by_time_limit": t.cut,
-        "draws_over_budget": t.over_budget, "draws_repeated": t.repeats, "draws_proxy_twins": t.twins,
-        "draws_collided": t.collisions,
+        "draws_over_budget": t.over_budget, "draws_under_min_macs": t.under_min_macs, "draws_over_latency": t.over_latency,
+        "draws_repeated": t.repeats, "draws_proxy_twins": t.twins, "draws_collided": t.collisions,
     }
+    latency = summary.get("latency")
+    if latency is not None and latency.measures_here:
+        counts["latencies_measured"] = latency.measured
+        counts["latency_seconds"] = round(latency.seconds, 1)
     if as_json:
         return emit_json(
             {
@@ -40,8 +44,10 @@ def print_search_summary(summary: dict, storage_url: str, as_json: bool) -> None
         + (f"; {not_trained(t)}" if t.not_trained else "")
         + f"; {in_study} trials in the study; {summary['seconds'] / 60:.1f} min"
     )
+    if latency is not None and latency.measures_here and latency.measured:
+        out.print(f"{latency.measured} latencies measured here in {latency.seconds:.0f}s, while no trial trained", markup=False)
     if t.exhausted:
-        out.print("the sampler drew no new in-budget point in 500 draws: the space looks exhausted for this budget")
+        out.print("the sampler drew no new point within the constraints in 500 draws: the space looks exhausted for them")
     results.print()
     url = masked(storage_url)
     out.print(f"\nstudy {summary['study']!r} lives in {url}")
@@ -107,8 +113,16 @@ def _score(top1: float, se) -> str:
 
 
 def not_trained(tally) -> str:
-    """The draws the sampler made that were not trained, in words."""
-    parts = [f"{tally.over_budget} over budget", f"{tally.repeats} repeats"]
+    """The draws the sampler made that were not trained, in words; those that broke a constraint also per
+    trained trial (how fast the sampler learns the constraint: benchmarks/budget.py)."""
+    trained = max(1, tally.complete + tally.pruned)
+    parts = [f"{tally.over_budget} over budget"]
+    for n, what in ((tally.under_min_macs, "under the MACs band"), (tally.over_latency, "over the latency limit")):
+        if n:
+            parts.append(f"{n} {what}")
+    refused = sum(tally.refused.values())
+    parts[-1] += f" ({refused / trained:.1f} per trained trial)" if refused else ""
+    parts.append(f"{tally.repeats} repeats")
     if tally.twins:
         parts.append(f"{tally.twins} proxy twins")
     return ", ".join(parts) + " drawn, not trained"

@@ -1,6 +1,7 @@
 """The Ray Tune trainable: one proxy training, reported at every evaluation (the scheduler's rungs and the
-end) with the full-size network's MACs, so schedulers can stop it on both objectives, and the Ray node
-it runs on, which the trial records.
+end) with the full-size network's MACs (and latency, where the study has it as an objective: the searcher
+puts it in the config), so schedulers can stop it on every objective, and the Ray node it runs on, which
+the trial records.
 
 A failure inside training (divergence, out-of-memory, any error) is reported as a result carrying its
 reason, so the study records why; only Ray's own errors (a killed worker) arrive as Tune errors.
@@ -24,7 +25,9 @@ def proxy_trial(
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None  # None: called outside Ray (tests)
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     spec = ArchSpec.model_validate(config["spec"])
-    macs = count(spec).macs  # of the full-size network: the study's second objective, fixed per trial
+    fixed = {"macs": count(spec).macs}  # of the full-size network: the study's second objective, fixed per trial
+    if record.LATENCY_MS in config:
+        fixed[record.LATENCY_MS] = config[record.LATENCY_MS]
     with memory_cap(memory_limit):
         results = train_seeds(spec, data, ProxyRecipe(**recipe), device, evaluate_at)
         while True:
@@ -36,4 +39,4 @@ def proxy_trial(
                 results.close()  # frees the model and optimizer before Ray reports
                 tune.report({"failure": failure_reason(exc), "proxy_top1": float("nan"), record.NODE: node})
                 return
-            tune.report({**result.metrics(), "macs": macs, record.NODE: node})
+            tune.report({**result.metrics(), **fixed, record.NODE: node})

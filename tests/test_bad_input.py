@@ -85,6 +85,11 @@ CASES = [
     ("ray: unreachable address", lambda t: search("--address", "127.0.0.1:1"), "cannot reach the Ray cluster at 127.0.0.1:1"),
     ("time limit: not a duration", lambda t: search("--time-limit", "soon"), "--time-limit 'soon'"),
     ("memory cap: not a size", lambda t: search("--max-memory-per-trial", "lots"), "--max-memory-per-trial 'lots'"),
+    ("latency limit: not a duration", lambda t: search("--max-latency", "fast"), "--max-latency 'fast': write a latency such as 40ms"),
+    ("latency table: missing file", lambda t: search("--latency", "--latency-table", str(t / "lat.json")), "no such latency table (write one with nas latency build"),
+    ("latency table: without a use", lambda t: search("--latency-table", str(t / "lat.json")), "--latency-table gives the latency --latency or --max-latency use"),
+    ("band: empty", lambda t: search("--min-macs", "5G"), "the MACs band 5.00G-4.50G is empty"),
+    ("band: twice", lambda t: ["search", "--budget", "1G-4.5G", "--min-macs", "2G", "--space", "tiny"], "give the lower MACs bound once"),
 ]
 STUDY_CASES = [
     ("export: unknown study", lambda url, t: ["export", "--storage", url, "--study", "nope", "--best"], "no study 'nope' in"),

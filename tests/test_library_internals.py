@@ -73,6 +73,8 @@ def test_optunas_study_storage_ids_and_queue_are_reached_as_optuna_stores_them(s
     assert O.live_trial(study, study.trials[0]).number == 0
 
     study.enqueue_trial({"x": 0.25})
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert O.waiting_params(waiting) == {"x": 0.25}
     queued = study.ask()
     assert O.queued_params(queued) == {"x": 0.25}
 

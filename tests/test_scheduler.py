@@ -174,3 +174,17 @@ def test_a_trial_reports_at_the_rungs_and_its_end_with_its_full_size_macs(monkey
     trial = new_trial(s)
     assert [s.on_trial_result(None, trial, r) for r in reports] == [CONTINUE] * 3
     assert "progress 0.5: 1 trials | progress 1: 1 trials" in s.debug_string()
+
+
+def test_with_latency_as_an_objective_mo_asha_ranks_on_it_too():
+    from trials import record
+
+    s = make_scheduler("pareto", 2, objectives=(record.PROXY_TOP1, record.MACS, record.LATENCY_MS))
+    report = {"progress": 0.5, "epoch": 0, "proxy_top1": 50.0, "macs": 100 * M}
+    assert s.on_trial_result(None, new_trial(s), {**report, record.LATENCY_MS: 10.0}) == CONTINUE
+    assert s.on_trial_result(None, new_trial(s), {**report, record.LATENCY_MS: 9.0}) == CONTINUE  # faster: dominates
+    # as fast as neither: dominated by both on latency, equal on the rest; on top-1 and MACs alone a tie that continues
+    assert s.on_trial_result(None, new_trial(s), {**report, record.LATENCY_MS: 20.0}) == STOP
+    plain = pareto()
+    for ms in (10.0, 9.0, 20.0):
+        assert plain.on_trial_result(None, new_trial(plain), {**report, record.LATENCY_MS: ms}) == CONTINUE

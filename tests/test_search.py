@@ -148,3 +148,40 @@ def test_a_search_joins_a_running_ray_cluster_by_address(tmp_path):
 def test_an_unreachable_ray_address_is_one_line_and_exit_2(tmp_path):
     run = nas("search", "--budget", "4.5G", *FAST, "--address", f"127.0.0.1:{free_port()}", cwd=tmp_path, timeout=300)
     assert run.returncode == 2 and "cannot reach the Ray cluster" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_search_with_latency_measures_every_trained_point_here_and_has_a_three_objective_front(tmp_path):
+    run = nas("search", "--budget", "4.5G", "--latency", *FAST, "--trials", "4", "--scheduler", "none", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    study = study_in(tmp_path, summary["study"])
+    assert summary["study"] == "tiny-4.5G-fashion-mnist-latency" and len(study.directions) == 3
+    assert study.metric_names == ["proxy top-1 (%)", "MACs", "latency (ms)"]
+    assert study.user_attrs[record.STUDY_LATENCY]["source"] == "measured" and study.user_attrs[record.STUDY_LATENCY]["device"]["cpu"]
+    for t in trained(study):
+        assert t.user_attrs[record.LATENCY_SOURCE] == "measured" and t.values[2] == t.user_attrs[record.LATENCY_MS] > 0
+    assert summary["this_run"]["complete"] == 4 and summary["this_run"]["latencies_measured"] >= 4
+    assert summary["front"] and all(p["latency_ms"] > 0 for p in summary["front"])
+    assert "measured here while no trial trains" in run.stderr
+
+
+def test_a_search_within_a_macs_band_and_a_latency_limit_from_a_predictor_file_trains_only_points_within_both(tmp_path):
+    from latencylib import write_table
+
+    write_table(tmp_path / "lat-test.json")
+    run = nas(
+        "search", "--budget", "40M-4.5G", "--max-latency", "30ms", "--latency-table", "lat-test.json", *FAST, "--trials", "3",
+        "--scheduler", "none", "--json", cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    assert summary["study"] == "tiny-40M-4.5G-fashion-mnist-max30ms"
+    study = study_in(tmp_path, summary["study"])
+    assert len(study.directions) == 2 and study.user_attrs[record.STUDY_LATENCY]["table"] == "lat-test.json"
+    for t in trained(study):
+        assert t.user_attrs[record.MACS] >= 40e6 and t.user_attrs[record.LATENCY_MS] <= 30 and t.user_attrs[record.LATENCY_SOURCE] == "model"
+    drawn = summary["this_run"]
+    assert drawn["draws_under_min_macs"] + drawn["draws_over_latency"] > 0
+    again = nas("search", "--budget", "40M-4.5G", "--max-latency", "20ms", "--latency-table", "lat-test.json", *FAST,
+                "--study", summary["study"], cwd=tmp_path)
+    assert again.returncode == 2 and "latency <= 30 ms, not to" in again.stderr

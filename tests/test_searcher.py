@@ -225,3 +225,117 @@ def test_a_live_search_fails_and_requeues_the_trials_a_stopped_search_left_runni
         heartbeat.stop()
     assert study.trials[0].state == TrialState.FAIL
     assert study.get_trials(states=(TrialState.WAITING,))  # its point is queued again for this search
+
+
+# --- the study's goals: a lower MACs bound and a latency limit, learned as the budget is -----------------------
+def goal_searcher(goals, sampler="tpe", trials=12, latency=None, queue=()):
+    from trials.goals import Goals  # noqa: F401
+
+    study = optuna.create_study(directions=goals.directions)
+    recipe = ProxyRecipe(epochs=2)
+    return StudySearcher(study, load_space("tiny"), parse_macs("4.5G"), recipe, trials, list(queue), make_sampler(sampler, 0, trials), goals=goals, latency=latency)
+
+
+def train(s, n):
+    for i in range(n):
+        config = s.suggest(f"t{i}")
+        assert isinstance(config, dict), config
+        s.on_trial_complete(f"t{i}", full_result(top1=50.0 + i))
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "gp", "random"])
+def test_every_sampler_learns_the_latency_limit_as_the_budget_and_never_trains_a_draw_over_it(sampler, tmp_path):
+    from latencylib import write_table
+
+    from nas.latency_source import TableLatency
+    from trials.goals import Goals
+
+    goals = Goals.of(parse_macs("4.5G"), max_latency_ms=30)  # at most two attention stages (latencylib)
+    s = goal_searcher(goals, sampler, trials=8, latency=TableLatency(write_table(tmp_path / "lat.json")))
+    train(s, 8)
+    stored = s.study.trials
+    assert len(stored) == 8 and all(t.state == TrialState.COMPLETE for t in stored)
+    assert all(t.user_attrs[record.LATENCY_MS] <= 30 and t.constraints[record.LATENCY_CONSTRAINT] <= 0 for t in stored)
+    assert all(t.user_attrs[record.LATENCY_SOURCE] == "model" for t in stored)
+    seen = s.drafts.study.get_trials(states=(TrialState.COMPLETE,))
+    # what every sampler reads: COMPLETE trials, each with every constraint of the study (GP needs them all)
+    assert all(set(t.constraints) == {record.BUDGET_CONSTRAINT, record.LATENCY_CONSTRAINT} for t in seen)
+    over = [t for t in seen if t.constraints[record.LATENCY_CONSTRAINT] > 0]
+    assert len(over) == s.tally.over_latency > 0 and s.tally.over_budget == 0
+    assert s.tally.refused == {record.LATENCY_CONSTRAINT: s.tally.over_latency}
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_a_macs_band_refuses_the_draws_under_its_lower_end_with_the_same_mechanism(sampler):
+    from trials.goals import Goals
+
+    goals = Goals.of(parse_macs("4.5G"), min_macs=parse_macs("40M"))  # the tiny space spans 23M-60M
+    s = goal_searcher(goals, sampler, trials=8)
+    train(s, 8)
+    assert all(t.user_attrs[record.MACS] >= parse_macs("40M") for t in s.study.trials)
+    assert all(t.constraints[record.MIN_MACS_CONSTRAINT] <= 0 for t in s.study.trials)
+    under = [t for t in s.drafts.study.get_trials(states=(TrialState.COMPLETE,)) if t.constraints[record.MIN_MACS_CONSTRAINT] > 0]
+    assert len(under) == s.tally.under_min_macs > 0 and all(t.values[1] < parse_macs("40M") for t in under)
+
+
+def test_latency_as_a_third_objective_is_stored_on_every_trial_and_handed_to_the_trainable(tmp_path):
+    from latencylib import write_table
+
+    from nas.latency_source import TableLatency
+    from trials.goals import Goals
+
+    goals = Goals.of(parse_macs("4.5G"), latency=True)
+    s = goal_searcher(goals, latency=TableLatency(write_table(tmp_path / "lat.json")))
+    config = s.suggest("t1")
+    s.on_trial_complete("t1", full_result(top1=61.0))
+    (trial,) = s.study.trials
+    assert config[record.LATENCY_MS] == trial.user_attrs[record.LATENCY_MS]  # MO-ASHA ranks on it
+    assert trial.values == [61.0, trial.user_attrs[record.MACS], trial.user_attrs[record.LATENCY_MS]]
+    assert s.study.best_trials == [trial] and len(s.study.directions) == 3
+
+
+def test_a_point_the_predictor_file_measured_is_taken_as_measured_and_a_queued_one_over_the_limit_is_left_out(tmp_path):
+    from latencylib import write_table
+
+    from nas.latency_source import TableLatency
+    from trials.goals import Goals
+
+    slow = load_space("tiny").sample(1)
+    table = TableLatency(write_table(tmp_path / "lat.json", measured=[(slow, 99.0)]))
+    assert table.known(slow).ms == 99.0 and table.known(slow).source == "measured"
+    fast = next(spec for spec in map(load_space("tiny").sample, range(50)) if table.known(spec).ms < 20)
+    s = goal_searcher(Goals.of(parse_macs("4.5G"), max_latency_ms=200), latency=table, queue=[slow, fast])
+    assert s.left_out == [] and s.suggest("t0")["spec_id"] == slow.id
+    assert s.study.trials[0].user_attrs[record.LATENCY_SOURCE] == "measured"
+    s = goal_searcher(Goals.of(parse_macs("4.5G"), max_latency_ms=20), latency=table, queue=[slow, fast])
+    assert [(spec.id, why) for spec, why in s.left_out] == [(slow.id, "99.0 ms is over the latency limit of 20 ms")]
+
+
+def test_latency_measured_here_is_measured_only_while_no_trial_trains_and_once_per_point(monkeypatch):
+    import types
+
+    import searchspace.latency
+    from nas.latency_source import MeasuredLatency
+    from trials.goals import Goals
+
+    calls = []
+
+    def fake(spec, protocol):  # no timing in tests: a latency from the spec
+        calls.append((spec.id, bool(s._stored_trial)))
+        return types.SimpleNamespace(ms=10.0 + count(spec).macs / 1e7, latency=types.SimpleNamespace(iqr_ms=0.2))
+
+    monkeypatch.setattr(searchspace.latency, "measure_latency", fake)
+    s = goal_searcher(Goals.of(parse_macs("4.5G"), latency=True), latency=MeasuredLatency(), trials=6)
+    s.ahead = 2  # two trials run at once: two points drawn and measured together
+    first, second = s.suggest("t1"), s.suggest("t2")
+    assert isinstance(first, dict) and isinstance(second, dict) and len(calls) == 2
+    assert s.suggest("t3") is None  # the next draw needs a measurement and two trials train: Ray asks again
+    s.on_trial_complete("t1", full_result())
+    assert s.suggest("t3") is None  # one still trains
+    s.on_trial_complete("t2", full_result())
+    third = s.suggest("t3")  # no trial trains: the held draw is measured now (and the next one with it)
+    assert isinstance(third, dict) and not any(training for _, training in calls)
+    assert len({spec_id for spec_id, _ in calls}) == len(calls)  # each point measured once
+    for t in s.study.get_trials(states=(TrialState.COMPLETE,)):
+        assert t.user_attrs[record.LATENCY_SOURCE] == "measured" and t.user_attrs[record.LATENCY_IQR_MS] == 0.2
+        assert t.values[2] == t.user_attrs[record.LATENCY_MS]

@@ -22,6 +22,12 @@ SPEC_ID = "spec_id"  # the network at 224 (ArchSpec.id)
 PROXY_ID = "proxy_id"  # the proxy network (ArchSpec.id_at the recipe's geometry): the key of "trained once"
 PARAMS = "params"  # of the full-size network at 224, 1000 classes
 MACS = "macs"
+# Latency of the full-size network at batch 1 (ms) on the study's latency device (STUDY_LATENCY), when the study
+# has one; where it came from (measured here, or a predictor file's measured / lut / lut+model / model) and,
+# when it was measured, the interquartile range of its timed runs.
+LATENCY_MS = "latency_ms"
+LATENCY_SOURCE = "latency_source"
+LATENCY_IQR_MS = "latency_iqr_ms"
 PRESET = "preset"  # the seed network's name when the point is one
 PROXY_TOP1 = "proxy_top1"  # held-out top-1 (%) of the proxy at its last evaluation (the seeds' mean)
 PROXY_TOP1_SE = "proxy_top1_se"  # its standard error over the recipe's seeds (2 or more)
@@ -49,13 +55,19 @@ CURVE_KEYS = ("progress", "proxy_top1", "train_seconds", WALL_SECONDS)
 # A FAIL trial without a reason was failed by a later search: its own search stopped (no heartbeat).
 INTERRUPTED = "interrupted: its search stopped while training it (the point was re-queued)"
 
-# The objectives, in order, and the constraint that carries the budget.
+# The default objectives, in order (a study's own are its goals: trials.goals, STUDY_GOALS), and the names of
+# the constraints (Optuna's, set with Trial.set_constraint: feasible when <= 0; each the violation relative to
+# its bound, trials.goals.Constraint.value; studies of older versions stored MACs - budget).
 OBJECTIVES = ("proxy top-1 (%)", "MACs")
 DIRECTIONS = ("maximize", "minimize")
-BUDGET_CONSTRAINT = "macs_over_budget"  # MACs - budget: feasible when <= 0
+BUDGET_CONSTRAINT = "macs_over_budget"  # (MACs - budget) / budget
+MIN_MACS_CONSTRAINT = "macs_under_min"  # (lower bound - MACs) / lower bound: --min-macs, or a band's lower end
+LATENCY_CONSTRAINT = "latency_over_max"  # (latency - limit) / limit: --max-latency
 
 # Study user attributes.
-STUDY_BUDGET = "budget_macs"
+STUDY_BUDGET = "budget_macs"  # the upper MACs bound
+STUDY_GOALS = "goals"  # the objectives and constraints (trials.goals.Goals.to_dict)
+STUDY_LATENCY = "latency"  # where its latencies come from: source (table, measured), the table file, device, protocol
 STUDY_SPACE = "space"
 STUDY_SPACE_HASH = "space_sha256"
 STUDY_DATA = "data"
