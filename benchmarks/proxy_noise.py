@@ -226,6 +226,7 @@ def main() -> None:
     parser.add_argument("--recipes", default="old,new", help="For `recipes`: which (%(default)s; also new-3000-images).")
     parser.add_argument("--runs", type=Path, default=HERE / "proxy-noise-runs.jsonl")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--networks", type=int, default=20, help="For `cost`: N networks spread over the panel.")
     args = parser.parse_args()
     zero = {"init": 0, "order": 0, "subset": 0}
     if args.what == "decompose":
@@ -240,7 +241,7 @@ def main() -> None:
         run([job for same_point in zip(*per_recipe) for job in same_point], args.runs, args.jobs)  # interleaved: one load for all
     elif args.what == "cost":
         names = args.recipes.split(",")
-        per_recipe = [jobs_for(name, {"cost": zero}) for name in names]
+        per_recipe = [jobs_for(name, {"cost": zero})[:: max(1, 20 // args.networks)][: args.networks] for name in names]
         run([job for same_point in zip(*per_recipe) for job in same_point], args.runs, args.jobs)
     report(args.runs)
     if args.what == "cost":
