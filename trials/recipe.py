@@ -43,7 +43,7 @@ class ProxyRecipe:
     width: float = 0.25
     subset: int = 2000
     val_size: int = 5000
-    rung_val_size: int = 1000
+    rung_val_size: int = 500
     held_out_from: str = "test"
     batch_size: int = 64
     lr: float = 5e-3
