@@ -1,5 +1,6 @@
 """optuna-dashboard for our studies, extended through its own hooks (no fork): saved Plotly figures
-(the Pareto front with presets and the budget, the hypervolume history), a note with the architecture in
+(the Pareto front with presets and the budget, where the study has latency the front of top-1 vs latency,
+the hypervolume history), a note with the architecture in
 words on each front point and seed network, and each finished trial's exported model config as an Optuna
 artifact. Each start adds only what is missing, so it costs the same at 10,000 trials as at 100.
 """
@@ -15,14 +16,15 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna_dashboard import get_note, run_server, save_note, save_plotly_graph_object
 
 from trials import record
+from trials.goals import Goals
 
 from .calibration import find_calibration, summary_line
-from .figures import hypervolume_figure, pareto_figure
-from .front import dominance_report, front_trials
+from .figures import hypervolume_figure, latency_figure, pareto_figure
+from .front import dominance_report, front_trials, has_latency, latency_device
 from .notes import architecture_note
 from .optuna_internals import live_trial, storage_of
 
-FIGURES = ("nas-pareto-front", "nas-hypervolume")  # the saved figures' ids: a fixed id overwrites last time's
+FIGURES = ("nas-pareto-front", "nas-hypervolume", "nas-latency-front")  # the saved figures' ids: a fixed id overwrites last time's
 
 
 def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], str] | None = None, artifact_dir: Path | None = None) -> dict:
@@ -38,6 +40,8 @@ def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], st
     if done:
         save_plotly_graph_object(study, pareto_figure(study, calibration), graph_object_id="nas-pareto-front")
         save_plotly_graph_object(study, hypervolume_figure(study), graph_object_id="nas-hypervolume")
+        if has_latency(study):
+            save_plotly_graph_object(study, latency_figure(study, calibration), graph_object_id="nas-latency-front")
     save_note(study, study_note(study, calibration, missing))  # rewritten each time: calibrations and confirmations come later
     notes = 0
     worth_reading = {t.number: t for t in front_trials(study)} | {t.number: t for t in done if t.user_attrs.get(record.PRESET)}
@@ -62,12 +66,14 @@ def publish(study: optuna.Study, export: Callable[[optuna.trial.FrozenTrial], st
                     path.write_text(export(frozen))
                     upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study, mimetype="application/yaml")
                     artifacts += 1
-    return {"figures": len(FIGURES) if done else 0, "notes": notes, "artifacts": artifacts}
+    return {"figures": (len(FIGURES) - (not has_latency(study))) if done else 0, "notes": notes, "artifacts": artifacts}
 
 
 def study_note(study: optuna.Study, calibration: dict | None, missing: str | None = None) -> str:
     """The study's note: how far its front can be trusted (calibration, confirmation, the dominance report)."""
-    lines = [f"## {study.study_name}", "", summary_line(calibration, missing), ""]
+    lines = [f"## {study.study_name}", "", f"Objectives: {Goals.of_study(study).describe()}.", "", summary_line(calibration, missing), ""]
+    if has_latency(study):
+        lines += [f"Latency: {latency_device(study.user_attrs.get(record.STUDY_LATENCY))}.", ""]
     confirmation = study.user_attrs.get(record.STUDY_CONFIRMATION)
     if confirmation:
         confirmed = [n for n, p in confirmation["points"].items() if p["confirmed"]]

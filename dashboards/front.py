@@ -76,6 +76,38 @@ def latency_device(latency: dict | None) -> str:
     return f"{where}; {software}, {device.get('dtype', 'fp32')}, batch 1; {how}"
 
 
+def best_per_class(study: optuna.Study, calibration: dict | None = None) -> list[dict]:
+    """Beside the front: the best measured point of each MACs class the presets define (searchspace.macs_classes:
+    micro, tiny), its noise (its seeds', else the calibration's noise of one score), and that class's presets with
+    their scores where the study trained them. A front of a few cheap points says little about the class a
+    user asked for: at proxy scale a 0.5G network may score like a 4.5G one."""
+    from searchspace import macs_classes, published
+
+    noise = single_score_noise(calibration)
+    done = [
+        t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if record.DUPLICATE_OF not in t.user_attrs and pareto.feasible(t)
+    ]
+    trained_presets = {t.user_attrs[record.PRESET]: t for t in done if t.user_attrs.get(record.PRESET)}
+    rows = []
+    for c in macs_classes():
+        inside = [t for t in done if c.holds(t.values[1])]
+        best = max(inside, key=lambda t: (t.values[0], -t.values[1])) if inside else None
+        presets = []
+        for name in c.presets:
+            t = trained_presets.get(name)
+            presets.append({
+                "preset": name, "published_macs": int(published(name)["macs_g"] * 1e9), "imagenet_top1": published(name).get("top1"),
+                "trial": t.number if t else None, record.PROXY_TOP1: float(t.values[0]) if t else None,
+                record.PROXY_TOP1_SE: t.user_attrs.get(record.PROXY_TOP1_SE, noise) if t else None,
+            })
+        rows.append({
+            "class": c.label, "low_macs": int(c.low), "high_macs": int(c.high), "trained": len(inside),
+            "best": _row(best, noise) if best else None, "presets": presets,
+        })
+    return rows
+
+
 def difference_noise(se_a: float, se_b: float) -> tuple[float, str]:
     """The standard error of the difference of two independent scores, and how it was made, in words
     (two scores of noise s differ with noise s x sqrt(2))."""

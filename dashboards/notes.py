@@ -16,6 +16,8 @@ def architecture_note(trial: optuna.trial.FrozenTrial) -> str:
     attrs = trial.user_attrs
     title = f"## Trial {trial.number}: {attrs.get(record.PRESET) or spec.id}"
     costs = f"{format_params(attrs[record.PARAMS])} params, {format_macs(attrs[record.MACS])} MACs at 224 (1000 classes)"
+    if attrs.get(record.LATENCY_MS) is not None:
+        costs += f", {attrs[record.LATENCY_MS]:.1f} ms at batch 1 ({attrs.get(record.LATENCY_SOURCE)}; the study's latency device)"
     lines = [title, "", costs, ""]
     if attrs.get(record.PROXY_TOP1) is not None:
         lines += [f"Proxy top-1 {attrs[record.PROXY_TOP1]:.1f}% after {attrs.get(record.EPOCHS)} epoch(s), state {trial.state.name}.", ""]

@@ -1,8 +1,9 @@
 """`nas report`: one HTML page (and optionally a PNG) that tells a study's story.
 
-The Pareto front with the presets and the budget, the hypervolume over trials, the front and the
-dominance report as tables, and the best architecture per MACs bucket in words. Plotly's JS is
-embedded, so the page opens offline.
+The Pareto front with the presets and the budget (where the study has latency, the front of top-1 vs latency
+too, with its device), the hypervolume over trials, the front and the dominance report as tables, the best
+point of each MACs class the presets define, and the best architecture per MACs bucket in words. Plotly's JS
+is embedded, so the page opens offline.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from plotly.subplots import make_subplots
 
 from searchspace import NasError, format_macs, format_params
 from trials import record
+from trials.goals import Goals
 
-from .figures import hypervolume_figure, pareto_figure
+from .figures import hypervolume_figure, latency_figure, pareto_figure
 from .calibration import calibration_for, find_calibration, summary_line
-from .front import ALPHA, confirmed_text, dominance_report, pareto_frame
+from .front import ALPHA, best_per_class, confirmed_text, dominance_report, has_latency, latency_device, pareto_frame
 
 TEMPLATES = Path(__file__).parent / "templates"
 PNG_SIZE = (1600, 700)
@@ -71,6 +73,7 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
     confirmation = study.user_attrs.get(record.STUDY_CONFIRMATION) or {}
     front = pareto_frame(study, calibration)
     budget = study.user_attrs.get(record.STUDY_BUDGET)
+    latency = has_latency(study)
     return env.get_template("report.html.j2").render(
         study=study.study_name,
         storage=storage_label,
@@ -81,12 +84,16 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
         created=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         calibration=summary_line(calibration, missing),
         confirmation=confirmation,
+        goals=Goals.of_study(study).describe(),
+        latency=latency_device(study.user_attrs.get(record.STUDY_LATENCY)) if latency else None,
         pareto_html=pareto_figure(study, calibration).to_html(full_html=False, include_plotlyjs=True),
+        latency_html=latency_figure(study, calibration).to_html(full_html=False, include_plotlyjs=False) if latency else None,
         hypervolume_html=hypervolume_figure(study).to_html(full_html=False, include_plotlyjs=False),
         front=[
             {
                 "trial": int(r["number"]), "id": r[record.SPEC_ID], "preset": r[record.PRESET] if isinstance(r[record.PRESET], str) else "",
                 "macs": format_macs(r[record.MACS]), "params": format_params(r[record.PARAMS]), "top1": f"{r[record.PROXY_TOP1]:.1f}",
+                "ms": _ms(r) if latency else None,
                 "se": "" if pd.isna(r[record.PROXY_TOP1_SE]) else f"{r[record.PROXY_TOP1_SE]:.1f}",
                 "confirmed": confirmed_text(confirmation.get("points", {}).get(str(int(r["number"])))),
             }
@@ -95,26 +102,50 @@ def render_html(study: optuna.Study, storage_label: str) -> str:
         dominance=dominance_report(study, calibration),
         alpha=ALPHA,
         buckets=best_per_bucket(study),
+        classes=[_class_row(c) for c in best_per_class(study, calibration)],
     )
 
 
+def _ms(row) -> str:
+    ms, source = row.get(record.LATENCY_MS), row.get(record.LATENCY_SOURCE)
+    if ms is None or pd.isna(ms):
+        return ""
+    return f"{ms:.1f}" + ("" if source == "measured" else f" ({source})")
+
+
+def _class_row(c: dict) -> dict:
+    """A MACs class of best_per_class for the page."""
+    b = c["best"]
+    score = lambda top1, se: f"{top1:.1f}" + ("" if se is None or pd.isna(se) else f" ± {se:.1f}")  # noqa: E731
+    return {
+        "label": c["class"], "covers": f"{format_macs(c['low_macs'])} - {format_macs(c['high_macs'])}", "trained": c["trained"],
+        "best": b and {"trial": b["number"], "macs": format_macs(b[record.MACS]), "ms": _ms(b), "top1": score(b[record.PROXY_TOP1], b[record.PROXY_TOP1_SE])},
+        "presets": [f"{p['preset']} {score(p[record.PROXY_TOP1], p[record.PROXY_TOP1_SE])}" for p in c["presets"] if p["trial"] is not None],
+        "untrained": [p["preset"] for p in c["presets"] if p["trial"] is None],
+    }
+
+
 def render_png(study: optuna.Study, path: Path, size: tuple[int, int] = PNG_SIZE) -> None:
-    """The front and the hypervolume side by side as a PNG (Plotly through kaleido and a Chromium)."""
-    front, hv = pareto_figure(study, calibration_for(study)), hypervolume_figure(study)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(front.layout.title.text, hv.layout.title.text), column_widths=[0.6, 0.4])
-    for trace in front.data:
-        fig.add_trace(trace, row=1, col=1)
-    for trace in hv.data:
-        fig.add_trace(trace, row=1, col=2)
-    for shape in front.layout.shapes:  # the budget line and its label
-        fig.add_shape(shape, row=1, col=1)
-    for note in front.layout.annotations:
-        fig.add_annotation(note, row=1, col=1)
-    fig.update_xaxes(title_text=front.layout.xaxis.title.text, row=1, col=1)
-    fig.update_yaxes(title_text=front.layout.yaxis.title.text, row=1, col=1)
-    fig.update_xaxes(title_text="trial", row=1, col=2)
-    fig.update_yaxes(title_text="hypervolume", row=1, col=2)
-    fig.update_layout(template="plotly_white", width=size[0], height=size[1], showlegend=True)
+    """The front (and, where the study has latency, the front of top-1 vs latency) and the hypervolume side by
+    side as a PNG (Plotly through kaleido and a Chromium)."""
+    calibration = calibration_for(study)
+    panels = [pareto_figure(study, calibration)] + ([latency_figure(study, calibration)] if has_latency(study) else [])
+    panels.append(hypervolume_figure(study))
+    widths = [0.6, 0.4] if len(panels) == 2 else [0.37, 0.37, 0.26]
+    size = size if len(panels) == 2 else (int(size[0] * 1.5), size[1])
+    # each panel's title without the study's name (the picture's own title), its parenthesis on a line of its own
+    titles = [p.layout.title.text.split(": ", 1)[-1].replace(" (", "<br>(", 1) for p in panels]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, column_widths=widths)
+    for col, panel in enumerate(panels, 1):
+        for trace in panel.data:
+            fig.add_trace(trace, row=1, col=col)
+        for shape in panel.layout.shapes:  # the budget (latency limit) line and its label
+            fig.add_shape(shape, row=1, col=col)
+        for note in panel.layout.annotations:
+            fig.add_annotation(note, row=1, col=col)
+        fig.update_xaxes(title_text=panel.layout.xaxis.title.text or "trial", row=1, col=col)
+        fig.update_yaxes(title_text=panel.layout.yaxis.title.text, row=1, col=col)
+    fig.update_layout(title=study.study_name, template="plotly_white", width=size[0], height=size[1], showlegend=True, margin={"t": 120})
     try:
         fig.write_image(str(path), width=size[0], height=size[1])
     except Exception as exc:  # kaleido without a browser, or one that failed to start

@@ -477,6 +477,9 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
 @click.option("--latency", is_flag=True, help="Minimise latency (ms, batch 1) as a third objective.")
 @click.option("--max-latency", callback=_milliseconds, help="A latency limit (40ms, 0.04s): draws over it are never trained; learned by the sampler as the budget is.")
 @click.option("--latency-table", help="A predictor file of nas latency build (lat-DEVICE.json): latencies of that device, its measured points as measured.  [default: measured here, while no trial trains]")
+@click.option("--latency-threads", type=click.IntRange(1), help="Measured here: torch threads.  [default: torch's, one per core; 1 with --latency-clock cpu]")
+@click.option("--latency-clock", default="wall", show_default=True, type=click.Choice(["wall", "cpu"]),
+              help="Measured here: wall, elapsed time; cpu, one thread's CPU time (on a shared machine other processes barely move it).")
 @click.option("--space", "space_file", help="Space file or shipped space name.  [default: unified]")
 @click.option("--data", envvar="NAS_DATA", help="ImageFolder tree, CIFAR-10 python folder or Fashion-MNIST IDX folder (or $NAS_DATA).  [default: Debian's Fashion-MNIST]")
 @storage_option
@@ -494,8 +497,8 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
-def search(budget, min_macs, latency, max_latency, latency_table, space_file, data, storage, study_name, trials, time_limit,
-           seed, sampler, scheduler, ray, baselines, artifact_dir, as_json, **recipe):
+def search(budget, min_macs, latency, max_latency, latency_table, latency_threads, latency_clock, space_file, data, storage,
+           study_name, trials, time_limit, seed, sampler, scheduler, ray, baselines, artifact_dir, as_json, **recipe):
     """Search the space for the best proxy top-1 per MACs within --budget.
 
     An Optuna multi-objective study (maximise proxy top-1, minimise MACs, and with --latency minimise
@@ -514,7 +517,7 @@ def search(budget, min_macs, latency, max_latency, latency_table, space_file, da
     recipe = recipe_from(recipe, "proxy", seed)
     opts = SearchOptions(
         budget=budget, min_macs=band if band is not None else min_macs, latency=latency, max_latency_ms=max_latency,
-        latency_table=latency_table, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
+        latency_table=latency_table, latency_threads=latency_threads, latency_clock=latency_clock, space=space_file, data=data, storage=storage, study_name=study_name, trials=trials,
         time_limit=time_limit, seed=seed, sampler=sampler, scheduler=scheduler, ray=ray, recipe=recipe,
         baselines=baselines, artifact_dir=artifact_dir,
     )

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from dashboards import pareto_frame
 from searchspace import CONVENTION, NasError, format_macs
 from trials import record
+from trials.goals import Goals
 
 from . import __version__
 from .study import masked
@@ -52,9 +53,17 @@ def model_config(study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_u
     attrs = trial.user_attrs
     name = attrs.get(record.PRESET) or f"{study.study_name}-trial{trial.number}"
     spec_data = {"name": name, **{k: v for k, v in spec.to_dict().items() if k != "name"}}
+    cost = {"params": attrs[record.PARAMS], "macs": attrs[record.MACS], "convention": CONVENTION}
+    latency = study.user_attrs.get(record.STUDY_LATENCY)
+    if latency and attrs.get(record.LATENCY_MS) is not None:  # the latency and the device it holds for
+        cost["latency"] = {
+            "ms": attrs[record.LATENCY_MS], "source": attrs.get(record.LATENCY_SOURCE), "iqr_ms": attrs.get(record.LATENCY_IQR_MS),
+            "batch": 1, "device": latency.get("device"), "protocol": latency.get("protocol"),
+            **({"table": latency["table"], "predictor": latency.get("predictor")} if latency.get("source") == "table" else {}),
+        }
     return {
         "spec": spec_data,
-        "cost": {"params": attrs[record.PARAMS], "macs": attrs[record.MACS], "convention": CONVENTION},
+        "cost": cost,
         "search": {
             "proxy_top1": attrs.get(record.PROXY_TOP1),
             "proxy_loss": attrs.get(record.PROXY_LOSS),
@@ -63,6 +72,7 @@ def model_config(study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_u
             "proxy_recipe": study.user_attrs.get(record.STUDY_RECIPE),
             "data": study.user_attrs.get(record.STUDY_DATA),
             "budget_macs": study.user_attrs.get(record.STUDY_BUDGET),
+            "goals": Goals.of_study(study).to_dict(),
         },
         "provenance": {
             "study": study.study_name,

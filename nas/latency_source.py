@@ -89,7 +89,14 @@ class MeasuredLatency:
         return {"source": "measured", "device": self.device.to_dict(), "protocol": self.protocol.to_dict()}
 
 
-def latency_source(table: str | None):
-    """The source a search takes its latencies from: the predictor file `table`, else measurements here."""
-    return TableLatency(table) if table else MeasuredLatency()
+def latency_source(table: str | None, threads: int | None = None, clock: str = "wall"):
+    """The source a search takes its latencies from: the predictor file `table`, else measurements here with
+    `threads` torch threads (default: torch's, one per core) on the `clock` (cpu: one thread's CPU time, which
+    other processes of a shared machine barely move; it takes one thread)."""
+    if table:
+        return TableLatency(table)
+    from searchspace.latency import Protocol
+
+    threads = threads or (1 if clock == "cpu" else None)
+    return MeasuredLatency(Protocol(throughput_batch=0, threads=threads, clock=clock))
 

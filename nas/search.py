@@ -57,6 +57,8 @@ class SearchOptions:
     latency: bool = False  # latency (ms) as a third objective (--latency)
     max_latency_ms: float | None = None  # a latency limit (--max-latency)
     latency_table: str | None = None  # a predictor file of `nas latency build`; None: measured here
+    latency_threads: int | None = None  # measured here: torch threads (None: torch's), and the clock
+    latency_clock: str = "wall"
     space: str | None = None
     data: str | None = None
     storage: str = DEFAULT_STORAGE
@@ -118,6 +120,10 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
         raise NasError(f"the MACs band {format_macs(opts.min_macs)}-{format_macs(opts.budget)} is empty: its lower end must be below the budget")
     if opts.latency_table and not goals.needs_latency:
         raise NasError("--latency-table gives the latency --latency or --max-latency use: add one of them")
+    if opts.latency_table and (opts.latency_threads or opts.latency_clock != "wall"):
+        raise NasError("--latency-threads and --latency-clock say how latency is measured here, not in a --latency-table: give one or the other")
+    if opts.latency_clock == "cpu" and (opts.latency_threads or 1) != 1:
+        raise NasError("--latency-clock cpu times one CPU thread: give --latency-threads 1, or leave it out")
     if opts.ray.address:
         _probe(opts.ray.address)
     try:
@@ -131,7 +137,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
     if goals.needs_latency:
         from .latency_source import latency_source
 
-        latency = latency_source(opts.latency_table)
+        latency = latency_source(opts.latency_table, opts.latency_threads, opts.latency_clock)
     with storage_errors(opts.storage):
         study, resumed = open_search_study(
             storage, name, space, opts.budget, data_name(opts.data), opts.recipe, opts.role, goals,

@@ -30,14 +30,14 @@ from dashboards.optuna_internals import new_trial, queued_params, record_heartbe
 from searchspace import ArchSpec, SearchSpace, count, preset_by_id
 from trials import ProxyRecipe
 from trials import record
-from trials.goals import Goals
+from trials.goals import Constraint, Goals
 
 from .drafts import DraftStudy
 from .latency_source import Answer
 from .study import settles_its_point
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
-MAX_DRAWS = 500  # draws per suggestion before giving up on finding a new in-budget point
+MAX_DRAWS = 500  # draws per suggestion before giving up on finding a new point within the constraints
 EXPLORE_AFTER = 20  # repeats in a row after which a suggestion draws uniformly at random
 _WAIT = object()  # a point's latency is to be measured, and a trial of this search trains: Ray asks again later
 
@@ -167,6 +167,8 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | None:
         if self.tally.started >= self.max_trials:
             return Searcher.FINISHED
+        if self._held is not None and self._stored_trial:
+            return None  # a draw waits for its latency until the trials in training end: no need to read the study
         while True:
             trial, spec = self._next_point()
             if trial is _WAIT:
@@ -349,7 +351,7 @@ class StudySearcher(Searcher):
         self.beat(trial)
         return trial
 
-    def _judge(self, spec: ArchSpec) -> tuple[dict, object] | None:
+    def _judge(self, spec: ArchSpec) -> tuple[dict, Constraint | None] | None:
         """The point's measures (MACs; its latency where the goals need one) and the first constraint it breaks
         (None: it meets them all). MACs are judged first: a point they refuse is not measured. None when its
         latency must be measured while a trial of this search trains (see `suggest`)."""
@@ -368,8 +370,8 @@ class StudySearcher(Searcher):
 
     def _measure_queue(self, waiting: list[optuna.trial.FrozenTrial]) -> bool:
         """Measure the latency of the queued points that need one, all at once while no trial of this search
-        trains (the presets' were measured before the search started: nas.search.prepare); False when one
-        needs it and a trial trains (the queue waits)."""
+        trains (a search's own queue was measured when it was queued, before anything trained: these are a
+        stopped search's points); False when one needs it and a trial trains (the queue waits)."""
         if not (self.goals.needs_latency and self.latency.measures_here):
             return True
         specs = [spec for t in waiting if (spec := self._queued_spec(t)) is not None]
@@ -381,6 +383,7 @@ class StudySearcher(Searcher):
         return True
 
     def _queued_spec(self, t: optuna.trial.FrozenTrial) -> ArchSpec | None:
+        """The point a WAITING trial will train: its spec, or the space's point at its fixed parameters."""
         spec = record.spec_of(t)
         params = waiting_params(t)
         if spec is None and params:
@@ -428,7 +431,7 @@ class StudySearcher(Searcher):
             repeats += 1
         return None, None, None
 
-    def _refuse(self, draft: optuna.Trial, measures: dict, broken) -> None:
+    def _refuse(self, draft: optuna.Trial, measures: dict, broken: Constraint) -> None:
         """A draw that breaks a constraint: infeasible for the sampler, never stored, counted by the constraint."""
         self.drafts.infeasible(draft, self.goals, measures)
         self.tally.refused[broken.name] = self.tally.refused.get(broken.name, 0) + 1

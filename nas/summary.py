@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dashboards.calibration import find_calibration, summary_line
-from dashboards.front import ALPHA, confirmed_text, dominance_report, pareto_frame
+from dashboards.front import ALPHA, best_per_class, confirmed_text, dominance_report, latency_device, pareto_frame
 from searchspace import format_macs, format_params
 from trials import record
+from trials.goals import Goals
 
 from .console import emit_json, out, table
 from .study import load_study, masked
@@ -63,6 +64,9 @@ class Results:
     confirmation: dict | None
     dominance: list[dict]
     uncalibrated: str | None = None  # what the study is not calibrated for, without a calibration
+    goals: Goals = Goals()
+    latency: dict | None = None  # where the study's latencies come from (record.STUDY_LATENCY)
+    classes: list[dict] = ()  # the best point of each MACs class the presets define (best_per_class)
 
     @classmethod
     def of(cls, study) -> "Results":
@@ -71,30 +75,41 @@ class Results:
         confirmation = study.user_attrs.get(record.STUDY_CONFIRMATION)
         if confirmation:
             front["confirmed"] = [confirmation["points"].get(str(n), {}).get("confirmed") for n in front["number"]]
-        return cls(front, calibration, confirmation, dominance_report(study, calibration), missing)
+        return cls(
+            front, calibration, confirmation, dominance_report(study, calibration), missing, Goals.of_study(study),
+            study.user_attrs.get(record.STUDY_LATENCY), best_per_class(study, calibration),
+        )
 
     def as_json(self) -> dict:
         return {
-            "front": self.front.to_dict(orient="records"), "dominated_presets": self.dominance,
-            "calibration": self.calibration, "confirmation": self.confirmation,
+            "objectives": list(self.goals.objectives), "constraints": [c.to_dict() for c in self.goals.constraints],
+            "latency": self.latency, "front": self.front.to_dict(orient="records"), "classes": self.classes,
+            "dominated_presets": self.dominance, "calibration": self.calibration, "confirmation": self.confirmation,
         }
 
     def print(self) -> None:
         front = self.front
-        out.print(f"\nPareto front, {len(front)} point{'s' * (len(front) != 1)}: proxy top-1 vs MACs of the full-size network at 224")
-        columns = ["trial", "id", "preset", "MACs", "params", "proxy top-1"] + (["confirmed"] if self.confirmation else [])
+        latency = self.latency is not None
+        against = "MACs and latency" if record.LATENCY_MS in self.goals.objectives else "MACs"
+        out.print(f"\nPareto front, {len(front)} point{'s' * (len(front) != 1)}: proxy top-1 vs {against} of the full-size network at 224")
+        out.print(f"objectives: {self.goals.describe()}", markup=False)
+        columns = ["trial", "id", "preset", "MACs"] + (["ms"] if latency else []) + ["params", "proxy top-1"] + (["confirmed"] if self.confirmation else [])
         table(
             None,
             columns,
             [
-                (r["number"], r[record.SPEC_ID], r[record.PRESET] if isinstance(r[record.PRESET], str) else "", format_macs(r[record.MACS]),
-                 format_params(r[record.PARAMS]), _score(r[record.PROXY_TOP1], r[record.PROXY_TOP1_SE]))
+                (r["number"], r[record.SPEC_ID], r[record.PRESET] if isinstance(r[record.PRESET], str) else "", format_macs(r[record.MACS]))
+                + ((_ms(r[record.LATENCY_MS], r[record.LATENCY_SOURCE]),) if latency else ())
+                + (format_params(r[record.PARAMS]), _score(r[record.PROXY_TOP1], r[record.PROXY_TOP1_SE]))
                 + ((confirmed_text(self.confirmation["points"].get(str(r["number"]))),) if self.confirmation else ())
                 for _, r in front.iterrows()
             ],
-            right=["trial", "MACs", "params", "proxy top-1"],
+            right=["trial", "MACs", "ms", "params", "proxy top-1"],
         )
+        if latency:
+            out.print(f"latency: {latency_device(self.latency)}", markup=False)
         out.print(summary_line(self.calibration, self.uncalibrated), markup=False)
+        self._print_classes()
         if self.confirmation:
             c = self.confirmation
             unknown = f"; {c['noise_unknown']} noise unknown (a seed did not score them)" if c.get("noise_unknown") else ""
@@ -106,6 +121,34 @@ class Results:
             )
             for d in self.dominance:
                 out.print(f"  {d['text']}", markup=False)
+
+
+    def _print_classes(self) -> None:
+        """The best measured point of each MACs class the presets define, with the class's presets and the noise."""
+        if not self.classes:
+            return
+        latency = self.latency is not None
+        out.print("\nthe best measured point of each MACs class the seed presets define, beside the class's presets")
+        rows = []
+        for c in self.classes:
+            b = c["best"]
+            trained = [f"{p['preset']} {_score(p[record.PROXY_TOP1], p[record.PROXY_TOP1_SE])}" for p in c["presets"] if p["trial"] is not None]
+            untrained = [p["preset"] for p in c["presets"] if p["trial"] is None]
+            presets = ", ".join(trained + ([f"not trained here: {', '.join(untrained)}"] if untrained else []))
+            rows.append(
+                (c["class"], f"{format_macs(c['low_macs'])}-{format_macs(c['high_macs'])}", c["trained"])
+                + ((b["number"], format_macs(b[record.MACS])) if b else ("-", "-"))
+                + ((_ms(b[record.LATENCY_MS], b[record.LATENCY_SOURCE]) if b else "-",) if latency else ())
+                + (_score(b[record.PROXY_TOP1], b[record.PROXY_TOP1_SE]) if b else "no trained point", presets)
+            )
+        columns = ["class", "covers", "trained", "best trial", "MACs"] + (["ms"] if latency else []) + ["proxy top-1", "presets"]
+        table(None, columns, rows, right=["trained", "best trial", "MACs", "ms", "proxy top-1"])
+
+
+def _ms(ms, source) -> str:
+    if ms is None or pd.isna(ms):
+        return "-"
+    return f"{ms:.1f}" + ("" if source == "measured" else f" ({source})")
 
 
 def _score(top1: float, se) -> str:

@@ -9,7 +9,7 @@ import importlib
 from .cost import CONVENTION, Cost, format_budget, format_macs, format_params, measure_macs, parse_macs
 from .errors import NasError
 from .geometry import feature_sizes
-from .presets import TOLERANCE, load_spec, preset, preset_by_id, preset_names, published, spec_from_data
+from .presets import TOLERANCE, MacsClass, load_spec, macs_classes, preset, preset_by_id, preset_names, published, spec_from_data
 from .spec import ArchSpec, MixerSpec, StageSpec
 
 # What needs torch loads on first use: the commands that only read studies (nas pareto ...) never load it.
@@ -30,6 +30,7 @@ __all__ = [
     "CONVENTION",
     "DEFAULT_SPACE",
     "LatencyTable",
+    "MacsClass",
     "TOLERANCE",
     "ArchSpec",
     "Cost",
@@ -46,6 +47,7 @@ __all__ = [
     "format_params",
     "load_space",
     "load_spec",
+    "macs_classes",
     "measure",
     "measure_latency",
     "measure_macs",

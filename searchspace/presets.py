@@ -7,6 +7,8 @@ Imports searchspace's spec and errors, and (on first use) searchspace.axes.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,49 @@ def published(name: str) -> dict:
     """The seed paper's figures for a preset: params_m, macs_g, top1, source (and notes); img_s: its published
     GPU throughput (images/s), where the paper gives one."""
     return dict(_preset_documents()[name].get("published", {}))
+
+
+@dataclass(frozen=True)
+class MacsClass:
+    """A MACs class the presets define: the presets of similar MACs, and the range of MACs it covers (low, high]."""
+
+    presets: tuple[str, ...]
+    low: float
+    high: float
+    macs: tuple[float, ...]  # the presets' published MACs
+
+    @property
+    def label(self) -> str:
+        """The presets' range: '0.61-0.86G'."""
+        return f"{min(self.macs) / 1e9:.2f}-{max(self.macs) / 1e9:.2f}G"
+
+    def holds(self, macs: float) -> bool:
+        return self.low < macs <= self.high
+
+
+def macs_classes(gap: float = 2.0) -> list[MacsClass]:
+    """The MACs classes the presets define, from their published MACs (which they reproduce within 5%): sorted
+    by MACs, a new class wherever a preset has more than `gap` times the MACs of the one before (the seeds'
+    micro networks at 0.6-0.9G, their tiny ones at 3.7-4.8G). Neighbouring classes meet halfway between them
+    on a log scale; the outer ones reach as far beyond their presets (a single class: `gap` either side)."""
+    ranked = sorted((published(n)["macs_g"] * 1e9, n) for n in preset_names() if published(n).get("macs_g"))
+    groups: list[list[tuple[float, str]]] = []
+    for macs, name in ranked:
+        if groups and macs <= gap * groups[-1][-1][0]:
+            groups[-1].append((macs, name))
+        else:
+            groups.append([(macs, name)])
+    # neighbouring classes meet at the geometric mean of their facing presets; the outer ends reach as far
+    meets = [math.sqrt(a[-1][0] * b[0][0]) for a, b in zip(groups, groups[1:])]
+    down = meets[0] / groups[0][-1][0] if meets else gap  # the first class reaches as far below its presets as above
+    up = groups[-1][0][0] / meets[-1] if meets else gap  # the last one as far above as below
+    first, last = groups[0][0][0] / down, groups[-1][-1][0] * up
+    classes = []
+    for i, group in enumerate(groups):
+        low = meets[i - 1] if i else first
+        high = meets[i] if i < len(meets) else last
+        classes.append(MacsClass(tuple(n for _, n in group), low, high, tuple(m for m, _ in group)))
+    return classes
 
 
 def preset_by_id() -> dict[str, str]:

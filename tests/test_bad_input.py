@@ -89,6 +89,7 @@ CASES = [
     ("latency table: missing file", lambda t: search("--latency", "--latency-table", str(t / "lat.json")), "no such latency table (write one with nas latency build"),
     ("latency table: without a use", lambda t: search("--latency-table", str(t / "lat.json")), "--latency-table gives the latency --latency or --max-latency use"),
     ("band: empty", lambda t: search("--min-macs", "5G"), "the MACs band 5.00G-4.50G is empty"),
+    ("latency clock: cpu on two threads", lambda t: search("--latency", "--latency-clock", "cpu", "--latency-threads", "2"), "--latency-clock cpu times one CPU thread"),
     ("band: twice", lambda t: ["search", "--budget", "1G-4.5G", "--min-macs", "2G", "--space", "tiny"], "give the lower MACs bound once"),
 ]
 STUDY_CASES = [

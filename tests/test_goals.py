@@ -47,3 +47,11 @@ def test_a_constraint_is_the_violation_relative_to_its_bound_so_macs_and_millise
     assert goals.broken({record.MACS: parse_macs("1G")}).name == record.MIN_MACS_CONSTRAINT
     assert goals.constraint_values({record.MACS: parse_macs("5G")})[record.LATENCY_CONSTRAINT] == 0.0  # not measured
     assert goals.broken({record.MACS: parse_macs("3G"), record.LATENCY_MS: 39.0}) is None
+
+
+def test_latency_measured_here_follows_the_searchs_protocol_options_and_the_study_records_them():
+    from nas.latency_source import latency_source
+
+    source = latency_source(None, clock="cpu")  # one thread's CPU time: the thread count follows
+    assert source.measures_here and source.protocol.threads == 1 and source.protocol.clock == "cpu"
+    assert source.record()["device"]["threads"] == 1 and source.record()["protocol"]["throughput_batch"] == 0

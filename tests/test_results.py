@@ -272,3 +272,86 @@ def test_the_report_png_is_a_real_picture_of_the_expected_size(results_study, tm
     with Image.open(tmp_path / "r.png") as img:
         darkest, lightest = img.convert("L").getextrema()
         assert lightest - darkest > 100  # drawn, not blank
+
+
+@pytest.fixture
+def latency_study(tmp_path):
+    """A finished study of three objectives under a latency limit, its latencies from a predictor file that
+    measured the two presets it trained (u_swin_micro, swin_t): one of each MACs class."""
+    import optuna
+
+    from latencylib import write_table
+    from nas.latency_source import TableLatency
+    from nas.searcher import StudySearcher
+    from nas.study import open_search_study, open_storage
+    from searchspace import load_space, parse_macs, preset
+    from trials import ProxyRecipe
+    from trials.goals import Goals
+
+    url = f"sqlite:///{tmp_path}/nas_studies.db"
+    table = TableLatency(write_table(tmp_path / "lat-test.json", measured=[(preset("u_swin_micro"), 18.0), (preset("swin_t"), 90.0)]))
+    goals = Goals.of(parse_macs("4.5G"), latency=True, max_latency_ms=100)
+    recipe, space = ProxyRecipe(subset=1024, val_size=256), load_space("tiny")
+    study, _ = open_search_study(open_storage(url), "lat", space, parse_macs("4.5G"), "fashion-mnist", recipe, "search", goals, table.record())
+    searcher = StudySearcher(
+        study, space, parse_macs("4.5G"), recipe, 6, [preset("swin_t"), preset("u_swin_micro")],
+        sampler=optuna.samplers.RandomSampler(seed=0), goals=goals, latency=table,
+    )
+    for i, top1 in enumerate([70.0, 60.0, 61.0, 58.0, 66.0]):
+        searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"epoch": 2, "proxy_top1": top1, "proxy_loss": 1.0, "train_seconds": 1.0, "images_per_second": 10.0, "device": "cpu"})
+    return url, optuna.load_study(study_name="lat", storage=url)
+
+
+def test_pareto_shows_latency_and_its_device_beside_macs_and_the_best_point_of_each_macs_class(latency_study):
+    url, study = latency_study
+    data = json.loads(run("pareto", "--storage", url, "--json").output)
+    assert data["objectives"] == ["proxy_top1", "macs", "latency_ms"] and data["latency"]["table"] == "lat-test.json"
+    assert all(p["latency_ms"] > 0 and p["latency_source"] for p in data["front"])
+    swin = next(p for p in data["front"] if p["preset"] == "swin_t")
+    assert swin["latency_ms"] == 90.0 and swin["latency_source"] == "measured"
+    micro, tiny = data["classes"]  # derived from the presets' MACs: the micro networks and the tiny ones
+    assert "u_swin_micro" in [p["preset"] for p in micro["presets"]] and "swin_t" in [p["preset"] for p in tiny["presets"]]
+    assert 1e9 < micro["high_macs"] == tiny["low_macs"] < 3e9 and 0.2e9 < micro["low_macs"] < 0.6e9  # they meet between
+    assert micro["best"]["preset"] == "u_swin_micro" and tiny["best"]["preset"] == "swin_t" and tiny["trained"] == 1
+    text = run("pareto", "--storage", url).output
+    assert "vs MACs and latency" in text and " ms " in text and "predicted by lat-test.json" in text and "Test CPU" in text
+    assert "best measured point of each MACs class" in text and "0.61-0.86G" in text and "3.80-4.80G" in text
+
+
+def test_the_report_and_the_dashboard_show_the_front_of_top1_vs_latency_with_its_device(latency_study, tmp_path):
+    from dashboards.dashboard import publish
+
+    url, study = latency_study
+    out = tmp_path / "report.html"
+    run("report", "--storage", url, "-o", str(out))
+    html = out.read_text()
+    assert "Proxy top-1 vs latency" in html and "Test CPU" in html and "latency &lt;= 100 ms" in html
+    assert "The best point of each MACs class" in html and "<th class=\"num\">ms</th>" in html
+    assert publish(study)["figures"] == 3  # the front, the hypervolume, top-1 vs latency
+    from optuna_dashboard import get_note
+
+    assert "Latency: Test CPU" in get_note(study)
+
+
+def test_an_exported_config_carries_its_latency_and_the_device_it_holds_for(latency_study, tmp_path):
+    import yaml
+
+    url, study = latency_study
+    swin = next(t for t in study.trials if t.user_attrs.get("preset") == "swin_t")
+    run("export", "--storage", url, "--trial", str(swin.number), "-o", str(tmp_path / "m.yaml"))
+    config = yaml.safe_load((tmp_path / "m.yaml").read_text())
+    latency = config["cost"]["latency"]
+    assert latency["ms"] == 90.0 and latency["source"] == "measured" and latency["device"]["cpu"] == "Test CPU"
+    assert latency["table"] == "lat-test.json" and config["search"]["goals"]["objectives"][-1] == "latency_ms"
+
+
+def test_the_macs_classes_come_from_the_presets_macs_and_hold_each_preset_once():
+    from searchspace import macs_classes, preset_names, published
+
+    classes = macs_classes()
+    for name in preset_names():
+        macs = published(name)["macs_g"] * 1e9
+        assert sum(c.holds(macs) for c in classes) == 1 and any(name in c.presets for c in classes if c.holds(macs))
+    assert all(a.high == b.low for a, b in zip(classes, classes[1:]))  # neighbours meet: every MACs in one class
+    assert len(macs_classes(gap=100)) == 1 and len(macs_classes(gap=1.0001)) > len(classes)
