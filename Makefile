@@ -66,6 +66,7 @@ benchmark: install-test test-deps
 	$(BIN)/python benchmarks/faults.py
 	$(BIN)/python benchmarks/budget.py
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/proxy_noise.py recipes
 	$(BIN)/python benchmarks/gpu.py
 	$(BIN)/python benchmarks/workers.py --grpc
 	$(BIN)/python benchmarks/scale.py
