@@ -1,0 +1,102 @@
+"""The benchmark table's latency: measured per point on a device (`nas bench latency`), written into the table
+with the device, and replayed as an objective (`nas bench run --objectives top1,latency`). No timing is
+asserted: the figures here are made up, or measured only to be written and read."""
+
+import gzip
+import json
+import random
+
+import pytest
+
+from nas.bench import Table, latency_agreement, measure_table_latency
+from searchspace import NasError
+from searchspace.latency import Device, Protocol
+from test_bench import nas, synthetic_table
+
+# A measurement that takes a moment: small images, few runs (its figures are written and read, never judged)
+QUICK = Protocol(img_size=32, throughput_batch=0, threads=1, min_runs=3, min_seconds=0.01)
+
+
+def with_fake_latency(table: Table, seed: int = 0) -> Table:
+    """The table with made-up latencies (MACs and noise: so they do not rank as MACs do) and a device block."""
+    rng = random.Random(seed)
+    for p in table.points:
+        ms = p.macs / 1e8 * rng.uniform(0.3, 3.0) + 1.0
+        p.latency = {"ms": round(ms, 4), "iqr_ms": round(ms * 0.03, 4), "runs": 15, "load_average": [0.5, 0.4, 0.3]}
+    table.latency = {
+        "device": {**Device.here(Protocol(throughput_batch=0)).to_dict(), "load_average": [0.5, 0.4, 0.3]}, "protocol": Protocol(throughput_batch=0).to_dict(),
+        "runs": [{"date": "2026-01-01T00:00:00+00:00", "points": len(table.points), "seconds": 1.0,
+                  "load_average_start": [0.5, 0.4, 0.3], "load_average_end": [0.5, 0.4, 0.3]}],
+    }
+    return table
+
+
+def test_a_tables_latency_and_device_round_trip_through_its_file(tmp_path):
+    table = with_fake_latency(synthetic_table(n=8))
+    table.save(tmp_path / "t.json.gz")
+    loaded = Table.load(tmp_path / "t.json.gz")
+    assert loaded == table
+    assert [p.latency for p in loaded.points] == [p.latency for p in table.points] and loaded.latency == table.latency
+    assert Device.from_dict(loaded.latency["device"]).same_as(Device.from_dict(table.latency["device"]))
+    loaded.save(tmp_path / "again.json.gz")
+    assert (tmp_path / "again.json.gz").read_bytes() == (tmp_path / "t.json.gz").read_bytes()
+
+
+def test_an_old_table_without_latency_still_reads_and_is_written_as_before(tmp_path):
+    table = synthetic_table(n=8)
+    table.save(tmp_path / "old.json.gz")
+    document = json.loads(gzip.decompress((tmp_path / "old.json.gz").read_bytes()))
+    assert "latency" not in document and all("latency" not in p for p in document["points"])  # the old format, exactly
+    loaded = Table.load(tmp_path / "old.json.gz")
+    assert loaded.latency is None and all(p.latency is None for p in loaded.points)
+    assert loaded.hypervolume(loaded.points) == table.hypervolume(table.points)
+
+
+def test_macs_and_a_predictor_are_compared_with_the_measured_latency():
+    table = with_fake_latency(synthetic_table(n=12))
+    figures = latency_agreement(table)
+    assert figures["measured"] == 12 and -1 <= figures["macs_tau"] <= 1
+    assert figures["ms"][0] <= figures["ms"][1] <= figures["ms"][2]
+
+
+def test_an_interrupted_measurement_keeps_its_points_and_a_rerun_measures_only_the_rest(tmp_path):
+    synthetic_table(n=3).save(tmp_path / "t.json.gz")
+    seen = []
+
+    def stop_after_first(done, total, point, latency):
+        seen.append((done, total, point and point.id))
+        if point is not None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        measure_table_latency(tmp_path / "t.json.gz", QUICK, progress=stop_after_first, say=lambda line: None)
+    kept = Table.load(tmp_path / "t.json.gz")
+    assert [p.latency is not None for p in kept.points] == [True, False, False] and kept.latency["runs"][0]["points"] == 1
+    first = kept.points[0].latency
+
+    rest = []
+    table = measure_table_latency(tmp_path / "t.json.gz", QUICK, progress=lambda *a: rest.append(a[0]), say=lambda line: None)
+    assert rest == [1, 2, 3] and table.points[0].latency == first  # the measured point is kept as it was
+    assert all(p.latency["ms"] > 0 and p.latency["iqr_ms"] >= 0 for p in table.points)
+    assert [r["points"] for r in table.latency["runs"]] == [1, 2] and Table.load(tmp_path / "t.json.gz") == table
+
+    again = []  # nothing left to measure
+    measure_table_latency(tmp_path / "t.json.gz", QUICK, progress=lambda *a: again.append(a), say=lambda line: None)
+    assert again == []
+    with pytest.raises(NasError, match="another device or protocol.*--fresh"):
+        measure_table_latency(tmp_path / "t.json.gz", Protocol(img_size=48, throughput_batch=0, threads=1, min_runs=3), say=lambda line: None)
+    fresh = []
+    measure_table_latency(tmp_path / "t.json.gz", QUICK, fresh=True, progress=lambda *a: fresh.append(a[0]), say=lambda line: None)
+    assert fresh == [0, 1, 2, 3]
+
+
+def test_nas_bench_latency_writes_the_table_with_its_device_and_prints_macs_against_latency(tmp_path):
+    synthetic_table(n=3).save(tmp_path / "t.json.gz")
+    run = nas("bench", "latency", "--table", "t.json.gz", "-o", "measured.json.gz", "--img-size", "32", "--threads", "1",
+              "--min-runs", "3", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    figures = json.loads(run.stdout)
+    assert figures["measured"] == 3 and figures["device"]["threads"] == 1 and figures["protocol"]["img_size"] == 32
+    assert Table.load(tmp_path / "t.json.gz").latency is None  # --output: the table itself is left as it was
+    measured = Table.load(tmp_path / "measured.json.gz")
+    assert measured.latency["device"]["cpu"] and all(p.latency for p in measured.points)
