@@ -813,31 +813,41 @@ def _print_table_latency(path: str, f: dict) -> None:
     "--budget-seconds", type=click.FloatRange(0, min_open=True),
     help="Simulated wall-clock seconds.  [default: what the workers need for 24 full trainings, a default search]",
 )
+@click.option(
+    "--objectives", "objectives_text", default="top1,macs", show_default=True,
+    help="The search's objectives: top1 and macs, latency or both (latency: the table's, measured by nas bench latency).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print every replay's trace as JSON.")
-def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, as_json):
+def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, objectives_text, as_json):
     """Replay searches against a table, in seconds: the hypervolume of their fronts on a simulated clock.
 
     The real searcher, sampler and scheduler; each trial reports what it would report under --scheduler,
     at the wall-clock seconds the table measured (training, evaluations, Ray's start; older tables: the
     training alone), --workers trials at a time (nas/replay.py says how a draw is answered). The table
-    shows the trials each rung (in epochs) stopped; the hypervolume's reference point is printed with it.
+    shows the trials each rung (in epochs) stopped; the hypervolume, in --objectives, is printed with its
+    reference point. --objectives top1,latency searches on the latency the table measured (nas bench latency),
+    told to the sampler and ranked on by the scheduler as in a search with that objective.
     """
     import numpy as np
 
     from dashboards.pareto import REFERENCE
 
-    from .bench import DEFAULT_TABLE, Table
+    from .bench import DEFAULT_TABLE, Table, parse_objectives
     from .replay import replay
 
     table_path = table_path or str(DEFAULT_TABLE)
     table = Table.load(table_path)
-    runs = [replay(table, sampler, scheduler, seed, workers, budget_seconds) for seed in range(seeds)]
-    (top1, macs) = table.reference_point()
-    reference = {"proxy_top1": top1, "macs": macs, "normalised": [REFERENCE, REFERENCE]}
+    objectives = parse_objectives(objectives_text)
+    table.check_objectives(objectives)
+    runs = [replay(table, sampler, scheduler, seed, workers, budget_seconds, objectives=objectives) for seed in range(seeds)]
+    point = table.reference_point(objectives)
+    keys = {"top1": "proxy_top1", "macs": "macs", "latency": "latency_ms"}
+    reference = {**{keys[name]: value for name, value in zip(objectives, point)}, "normalised": [REFERENCE] * len(objectives)}
+    whole = table.hypervolume(table.points, objectives)
     if as_json:
         return emit_json({
-            "table": table_path, "reference_point": reference, "table_front_hypervolume": table.hypervolume(table.points),
-            "runs": [r.summary() for r in runs],
+            "table": table_path, "objectives": list(objectives), "reference_point": reference, "table_front_hypervolume": whole,
+            "latency_device": table.latency["device"] if "latency" in objectives else None, "runs": [r.summary() for r in runs],
         })
     table_rows = [
         (r.seed, f"{r.hypervolume:.4f}", r.tally.complete, r.tally.pruned,
@@ -847,21 +857,26 @@ def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, as
     from .console import table as print_table
 
     print_table(
-        f"{sampler} + {scheduler}: {workers} workers, {runs[0].budget_seconds:.0f} simulated seconds",
+        f"{sampler} + {scheduler} on {', '.join(objectives)}: {workers} workers, {runs[0].budget_seconds:.0f} simulated seconds",
         ["seed", "hypervolume", "complete", "pruned", "stopped at rung (epochs)", "failed", "sampler time"], table_rows,
         right=["hypervolume", "complete", "pruned", "failed", "sampler time"],
     )
     low, median, high = np.percentile([r.hypervolume for r in runs], [25, 50, 75])
     out.print(
-        f"hypervolume: median {median:.4f}, interquartile range {low:.4f}-{high:.4f} over {len(runs)} seeds "
-        f"(the table's whole front: {table.hypervolume(table.points):.4f})",
+        f"hypervolume in ({', '.join(objectives)}): median {median:.4f}, interquartile range {low:.4f}-{high:.4f} over "
+        f"{len(runs)} seeds (the table's whole front: {whole:.4f})",
         markup=False,
     )
+    units = {"top1": lambda v: f"{v:.1f}% top-1", "macs": lambda v: f"{v / 1e9:.2f} GMACs", "latency": lambda v: f"{v:.1f} ms"}
     out.print(
-        f"objectives normalised to the table front's box; reference point ({REFERENCE:g}, {REFERENCE:g}) = "
-        f"{top1:.1f}% top-1, {macs / 1e9:.2f} GMACs",
+        f"objectives normalised to the table front's box; reference point ({', '.join(format(REFERENCE, 'g') for _ in objectives)}) = "
+        f"{', '.join(units[name](value) for name, value in zip(objectives, point))}",
         markup=False,
     )
+    if "latency" in objectives:
+        from searchspace.latency import Device
+
+        out.print(f"latency measured on {Device.from_dict(table.latency['device']).describe()}", markup=False)
     if any(r.exhausted for r in runs):
         out.print("some replays tried every table point before the budget ran out: the budget is too large for the table", markup=False)
 

@@ -12,7 +12,9 @@ see of a draw that is not trained:
 - a point already trained (or in training): PRUNED: TPE then ranks it with the worse trials, so it stops
   proposing the one point it already knows best; NSGA-II and GP ignore it (they have the observation);
 - a point whose proxy network was trained under another spec (a proxy twin): COMPLETE with the twin's
-  top-1 and its own MACs, a real observation that costs no training.
+  top-1 and its own MACs (and latency), a real observation that costs no training.
+Where latency is an objective, an over-budget draw, never measured, takes the median latency of the feasible
+trials as its placeholder too.
 The copy lives as long as the search process; a resumed search relearns the budget from its first
 draws, and on a large study models only the stored trials on the Pareto front and the latest WINDOW
 others (see `sync`). Imports optuna, the trial record, dashboards.pareto (the front) and
@@ -43,8 +45,10 @@ WINDOW = 300
 class DraftStudy:
     """An in-memory study with the stored study's directions and trials, where `sampler` draws."""
 
-    def __init__(self, stored: optuna.Study, sampler: optuna.samplers.BaseSampler):
+    def __init__(self, stored: optuna.Study, sampler: optuna.samplers.BaseSampler,
+                 objectives: tuple[str, ...] = (record.PROXY_TOP1, record.MACS)):
         self.stored = stored
+        self.objectives = objectives  # the study's, by the keys of a point's measures (nas.searcher.StudySearcher)
         self.storage = optuna.storages.InMemoryStorage()
         self.study = optuna.create_study(storage=self.storage, sampler=sampler, directions=stored.directions)
         self._study_id = self.storage.get_study_id_from_name(self.study.study_name)
@@ -102,19 +106,25 @@ class DraftStudy:
 
     def over_budget(self, draft: optuna.Trial, macs: int, budget: int) -> None:
         draft.set_constraint(record.BUDGET_CONSTRAINT, macs - budget)
-        self.study.tell(draft, [self._typical_top1(), macs])
+        self.study.tell(draft, self._told(None, {record.MACS: macs}))
 
     def repeat(self, draft: optuna.Trial) -> None:
         self.study.tell(draft, state=TrialState.PRUNED)
 
-    def proxy_twin(self, draft: optuna.Trial, top1: float, macs: int) -> None:
-        """A draw whose proxy network was trained under another spec: told that training's top-1, at its own MACs."""
+    def proxy_twin(self, draft: optuna.Trial, top1: float, measures: dict) -> None:
+        """A draw whose proxy network was trained under another spec: told that training's top-1, at its own
+        measures (MACs, and latency where that is an objective)."""
         draft.set_constraint(record.BUDGET_CONSTRAINT, 0.0)
-        self.study.tell(draft, [top1, macs])
+        self.study.tell(draft, self._told(top1, measures))
 
-    def _typical_top1(self) -> float:
+    def _told(self, top1: float | None, measures: dict) -> list[float]:
+        """A draw's objective values: what it has, and the feasible trials' median for what it has not."""
+        values = [top1 if key == record.PROXY_TOP1 else measures.get(key) for key in self.objectives]
+        return [self._typical(i) if v is None else v for i, v in enumerate(values)]
+
+    def _typical(self, objective: int) -> float:
         scores = [
-            t.values[0]
+            t.values[objective]
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if t.constraints.get(record.BUDGET_CONSTRAINT, 0.0) <= 0
         ]

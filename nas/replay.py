@@ -19,15 +19,20 @@ from ray.tune.experiment import Trial  # the type; made by ray_internals.stand_i
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
+from dashboards.pareto import hypervolume_history
 from searchspace import ArchSpec, NasError, SearchSpace, count
 from trials import record
 
-from .bench import Table, TablePoint
+from .bench import DEFAULT_OBJECTIVES, Table, TablePoint, directions
 from .ray_internals import stand_in_trial
 from .scheduler import make_scheduler, rungs_of
 from .search import evaluations_per_epoch
-from .searcher import StudySearcher, Tally
+from .searcher import LATENCY_MS, StudySearcher, Tally
 from .study import make_sampler
+
+# An objective's name (nas.bench.OBJECTIVES, as `nas bench run --objectives` names it) -> the key a point's
+# measures, a trial's record and the trainable's results carry it under (nas.searcher.StudySearcher)
+KEYS = {"top1": record.PROXY_TOP1, "macs": record.MACS, "latency": LATENCY_MS}
 
 
 class TableSearcher(StudySearcher):
@@ -47,14 +52,27 @@ class TableSearcher(StudySearcher):
     where it lies, as in a real search; every draw costs one training, as new points do there. Ties go
     to a seeded random choice. A draw whose proxy network is a table point's is that point, and once that
     point was trained, a repeat (or proxy twin) for the sampler, as in a search. `fidelity` keeps (Gower
-    distance, |log MACs ratio|) of every stand-in."""
+    distance, |log MACs ratio|) of every stand-in.
 
-    def __init__(self, table: Table, study: optuna.Study, space: SearchSpace, sampler, seed: int):
-        super().__init__(study, space, table.budget, table.recipe, len(table.points), (), sampler)
+    `objectives` (names of nas.bench.OBJECTIVES) reach the searcher as a search's do (StudySearcher's
+    objectives, and its latency: the table's measurement of the point, a proxy twin's that of the table point
+    whose proxy network it shares, the only full-size network of it the table measured)."""
+
+    def __init__(self, table: Table, study: optuna.Study, space: SearchSpace, sampler, seed: int,
+                 objectives: tuple[str, ...] = DEFAULT_OBJECTIVES):
+        super().__init__(study, space, table.budget, table.recipe, len(table.points), (), sampler,
+                         objectives=tuple(KEYS[name] for name in objectives), latency=self.measured_latency)
         self.table = table
         self.fidelity: list[tuple[float, float]] = []
         self._rng = np.random.default_rng(seed)
         self._grid = _coordinates(table, space)
+
+    def measured_latency(self, spec: ArchSpec) -> float:
+        g = self._grid
+        i = g["by_id"].get(spec.id, g["by_proxy"].get(self.proxy_id(spec)))
+        if i is None:
+            raise NasError(f"point {spec.id} is not in the table: the replay has no latency for it")
+        return self.table.points[i].latency_ms
 
     def stand_in(self, draft, spec):
         g = self._grid
@@ -118,13 +136,15 @@ def _coordinates(table: Table, space: SearchSpace) -> dict:
             "log_macs": log_macs,
             "log_range": float(log_macs.max() - log_macs.min()) or 1.0,
             "by_proxy": {p.proxy_id: i for i, p in enumerate(table.points)},
+            "by_id": {p.id: i for i, p in enumerate(table.points)},
         }
     return table.coordinates
 
 
 @dataclass
 class Replay:
-    """One replayed search: the hypervolume of its front of complete points against simulated seconds."""
+    """One replayed search: the hypervolume of its front of complete points (in its objectives) against simulated
+    seconds, and when each point completed (to score the same search in other objectives: `trace_in`)."""
 
     sampler: str
     scheduler: str
@@ -139,14 +159,26 @@ class Replay:
     fidelity: list[tuple[float, float]]
     suggest_seconds: float  # real seconds the searcher and its sampler took (not on the simulated clock)
     exhausted: bool  # every table point was tried before the budget ran out
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    completed: list[tuple[float, str]] = field(default_factory=list)  # (simulated seconds, point id) of each complete trial
 
     @property
     def hypervolume(self) -> float:
         return self.trace[-1][1]
 
+    def trace_in(self, table: Table, objectives: tuple[str, ...]) -> list[tuple[float, float]]:
+        """The trace as it would read in other `objectives` (e.g. a MACs-only search scored in top-1 and latency):
+        the hypervolume of the complete points so far, in the table front's box in those objectives."""
+        if not self.completed:
+            return [(0.0, 0.0)]
+        box = table.box(objectives)
+        values = [table.point(i).values(objectives) for _, i in self.completed]
+        return [(0.0, 0.0)] + [(t, hv) for (t, _), hv in zip(self.completed, hypervolume_history(values, box))]
+
     def summary(self) -> dict:
         return {
             "sampler": self.sampler, "scheduler": self.scheduler, "seed": self.seed, "workers": self.workers,
+            "objectives": list(self.objectives),
             "budget_seconds": self.budget_seconds, "hypervolume": self.hypervolume,
             "complete": self.tally.complete, "pruned": self.tally.pruned, "failed": self.tally.failed,
             "draws_over_budget": self.tally.over_budget, "table_exhausted": self.exhausted,
@@ -157,7 +189,7 @@ class Replay:
 
 def replay(
     table: Table, sampler: str = "tpe", scheduler: str = "pareto", seed: int = 0, workers: int = 2,
-    budget_seconds: float | None = None, trials: int | None = None,
+    budget_seconds: float | None = None, trials: int | None = None, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES,
 ) -> Replay:
     """Replay a search against `table`: the real StudySearcher (on an in-memory study) and scheduler, `workers`
     trials at a time on a simulated clock. A trial reports what the trainable reports under `scheduler`
@@ -168,19 +200,25 @@ def replay(
     next trial at once. The clock never counts the sampler's own time (measured apart), so the same seed
     gives the same trace. At the budget the running trials are stopped, as Ray's time budget does.
     `trials` is what the sampler is sized for, as `nas search --trials` sizes it (TPE's random start,
-    NSGA-II's population); by default the full trainings the budget holds.
+    NSGA-II's population); by default the full trainings the budget holds. `objectives` (names of
+    nas.bench.OBJECTIVES: top1 and macs, the default, or latency, which the table must have measured: `nas bench
+    latency`) are the search's, told to its sampler and ranked on by MO-ASHA as in a search on them; the
+    hypervolume is in them.
     A table made from a search (Table.of_search) holds the curves of its stopped points only as far as they
     ran: a replay that would train one further is not that search, and raises NasError."""
+    objectives = tuple(objectives)
+    table.check_objectives(objectives)
     space = table.load_space()
     budget_seconds = budget_seconds or table.default_budget_seconds(workers)
     every = evaluations_per_epoch(scheduler)  # what the trainable reports under this scheduler
     if table.evaluations_per_epoch % every:
         raise NasError(f"the table has {table.evaluations_per_epoch} evaluations an epoch; --scheduler {scheduler} needs {every}")
-    study = optuna.create_study(directions=list(record.DIRECTIONS))
-    searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, trials or table.full_trainings(budget_seconds, workers)), seed)
-    trial_scheduler = make_scheduler(scheduler, table.recipe.epochs)
+    study = optuna.create_study(directions=list(directions(objectives)))
+    searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, trials or table.full_trainings(budget_seconds, workers)), seed, objectives)
+    ranked = {KEYS[name]: "max" if direction == "maximize" else "min" for name, direction in zip(objectives, directions(objectives))}
+    trial_scheduler = make_scheduler(scheduler, table.recipe.epochs, objectives=ranked)
     milestones = rungs_of(table.recipe.epochs)
-    log, trace, complete, events = [], [(0.0, 0.0)], [], []
+    log, trace, complete, completed, events = [], [(0.0, 0.0)], [], [], []
     stopped = {m: 0 for m in milestones} if scheduler != "none" else {}
     running: dict[str, _Running] = {}
     clock, thinking = 0.0, 0.0
@@ -209,7 +247,8 @@ def replay(
         searcher.on_trial_complete(run.trial.trial_id, run.last)
         if searcher.tally.complete > before:
             complete.append(run.point)
-            trace.append((clock, table.hypervolume(complete)))
+            completed.append((clock, run.point.id))
+            trace.append((clock, table.hypervolume(complete, objectives)))
         log.append((clock, run.trial.trial_id, run.point.id, study.get_trials(deepcopy=False)[run.trial.config["trial_number"]].state.name.lower()))
 
     for _ in range(workers):
@@ -241,7 +280,7 @@ def replay(
         finish(running[trial_id])
     return Replay(
         sampler, scheduler, seed, workers, budget_seconds, trace, log, stopped, study, searcher.tally, searcher.fidelity, thinking,
-        exhausted=searcher.tally.started >= len(table.points),
+        exhausted=searcher.tally.started >= len(table.points), objectives=objectives, completed=completed,
     )
 
 
@@ -280,7 +319,7 @@ def _results(point: TablePoint, every: int, per_epoch: int) -> list[tuple[float,
         if position % stride == 0 or abs(progress - whole) < 1e-9:
             results.append((clock[i] - skipped, {
                 "progress": progress, "epoch": int(progress + 1e-9), record.PROXY_TOP1: top1, record.TRAIN_SECONDS: seconds,
-                record.MACS: point.macs,
+                record.MACS: point.macs, **({LATENCY_MS: point.latency_ms} if point.latency else {}),
             }))
         elif record.WALL_SECONDS in curve and i + 1 < len(clock):
             skipped += (clock[i + 1] - clock[i]) - (curve[record.TRAIN_SECONDS][i + 1] - seconds)

@@ -148,13 +148,14 @@ def rungs_of(epochs: int, reduction_factor: float = REDUCTION_FACTOR) -> list[fl
     return rungs
 
 
-def make_scheduler(name: str, epochs: int, reduction_factor: float = REDUCTION_FACTOR) -> TrialScheduler:
+def make_scheduler(name: str, epochs: int, reduction_factor: float = REDUCTION_FACTOR, objectives: dict[str, str] | None = None) -> TrialScheduler:
     """The scheduler `nas search --scheduler NAME` runs, for a proxy of `epochs` epochs. `pareto` and
     `asha` share their rungs (every `reduction_factor`-fold from half an epoch), so they differ only in
-    how they rank: on the study's two objectives, or on proxy top-1 alone. `none` trains every trial fully."""
+    how they rank: on the study's objectives ({result key: "max" or "min"}, default top-1 and MACs), or on
+    proxy top-1 alone. `none` trains every trial fully."""
     grace = 1 / EVALUATIONS_PER_EPOCH
     if name == "pareto":
-        objectives = {record.PROXY_TOP1: "max", record.MACS: "min"}  # the study's objectives (record.OBJECTIVES)
+        objectives = objectives or {record.PROXY_TOP1: "max", record.MACS: "min"}  # the study's objectives (record.OBJECTIVES)
         return MOASHAScheduler(objectives, epochs, "progress", grace, reduction_factor)
     if name == "asha":
         return ASHAScheduler(

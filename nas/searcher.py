@@ -35,6 +35,9 @@ from .drafts import DraftStudy
 from .study import settles_its_point
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+# The key of a point's batch-1 latency (ms) among its measures and the trainable's results, where latency is an
+# objective (a replay's `--objectives top1,latency`, nas.replay; trials.record names no latency yet)
+LATENCY_MS = "latency_ms"
 MAX_DRAWS = 500  # draws per suggestion before giving up on finding a new in-budget point
 EXPLORE_AFTER = 20  # repeats in a row after which a suggestion draws uniformly at random
 
@@ -92,14 +95,21 @@ class StudySearcher(Searcher):
         sampler: optuna.samplers.BaseSampler | None = None,
         before_complete=None,
         draws: bool = True,
+        objectives: tuple[str, ...] = (record.PROXY_TOP1, record.MACS),
+        latency=None,
     ):
         super().__init__(metric=None, mode=None)
+        # The study's objectives, by the keys a point's measures and the trainable's results carry (top-1, MACs,
+        # LATENCY_MS), in the study's directions; where latency is one, `latency` gives a point's (spec -> ms).
+        # The one hook through which a search and its replay (nas.replay) tell the samplers the same objectives.
+        self.objectives = tuple(objectives)
+        self.latency = latency
         self.study, self.space, self.budget, self.recipe = study, space, budget, recipe
         self.max_trials = max_trials
         self.draws = draws  # False: only the queue is trained (a calibration's panel)
         self.before_complete = before_complete  # e.g. attach the exported config while the trial is open
         self.tally = Tally()
-        self.drafts = DraftStudy(study, sampler or study.sampler)
+        self.drafts = DraftStudy(study, sampler or study.sampler, self.objectives)
         # What this search is training, by Ray trial id (docs/design.md §4.1): from the claim until it is told
         self._stored_trial: dict[str, optuna.Trial] = {}  # Ray trial id -> the stored trial it trains
         self._last_result: dict[str, dict] = {}  # Ray trial id -> the last result Ray handed on
@@ -202,7 +212,7 @@ class StudySearcher(Searcher):
                         self.before_complete(trial)
                     except OSError as exc:  # a full disk must not cost the trained result
                         trial.set_user_attr("artifact_error", str(exc)[:300])
-                self.study.tell(trial, [result["proxy_top1"], macs])
+                self.study.tell(trial, self.values(result["proxy_top1"], trial.user_attrs))
                 self.tally.complete += 1
                 self.tally.events.append((trial.number, "complete", result["proxy_top1"], macs))
             else:
@@ -318,7 +328,7 @@ class StudySearcher(Searcher):
             if earlier is None:
                 return draft, spec
             if earlier.state == TrialState.COMPLETE and self._ids_by_number[earlier.number][0] != spec.id:
-                self.drafts.proxy_twin(draft, earlier.values[0], macs)  # the same proxy network: its score
+                self.drafts.proxy_twin(draft, earlier.values[0], self._measures(spec))  # the same proxy network: its score
                 self.tally.twins += 1
             else:
                 self.drafts.repeat(draft)
@@ -357,12 +367,25 @@ class StudySearcher(Searcher):
                 trial.set_constraint(record.BUDGET_CONSTRAINT, macs - self.budget)
         return True
 
+    def values(self, top1: float, measures: dict) -> list[float]:
+        """The study's objective values of a trained point: its top-1 and its measures (MACs, latency)."""
+        return [top1 if key == record.PROXY_TOP1 else measures[key] for key in self.objectives]
+
+    def _measures(self, spec: ArchSpec, macs: int | None = None) -> dict:
+        """A point's measures known before it trains: its MACs (`macs`, counted already), and its latency where
+        that is an objective."""
+        measures = {record.MACS: count(spec).macs if macs is None else macs}
+        if LATENCY_MS in self.objectives:
+            measures[LATENCY_MS] = self.latency(spec)
+        return measures
+
     def _record(self, spec: ArchSpec) -> dict:
-        """What a stored trial records of its point: the claim (proxy id, id), the spec, its cost, the preset."""
+        """What a stored trial records of its point: the claim (proxy id, id), the spec, its cost (and latency,
+        where that is an objective), the preset."""
         params, macs = count(spec)
         attrs = {
             record.PROXY_ID: self.proxy_id(spec), record.SPEC_ID: spec.id, record.SEARCH_PROCESS: _PROCESS,
-            record.SPEC: json.dumps(spec.to_dict(), sort_keys=True), record.PARAMS: params, record.MACS: macs,
+            record.SPEC: json.dumps(spec.to_dict(), sort_keys=True), record.PARAMS: params, **self._measures(spec, macs),
         }
         if self._presets.get(spec.id):
             attrs[record.PRESET] = self._presets[spec.id]

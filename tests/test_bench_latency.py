@@ -100,3 +100,64 @@ def test_nas_bench_latency_writes_the_table_with_its_device_and_prints_macs_agai
     assert Table.load(tmp_path / "t.json.gz").latency is None  # --output: the table itself is left as it was
     measured = Table.load(tmp_path / "measured.json.gz")
     assert measured.latency["device"]["cpu"] and all(p.latency for p in measured.points)
+
+
+def test_a_latency_objective_on_a_table_without_latency_is_refused_naming_nas_bench_latency(tmp_path):
+    from nas.replay import replay
+
+    table = synthetic_table(n=8)
+    with pytest.raises(NasError, match="no latency.*nas bench latency"):
+        replay(table, "random", "none", objectives=("top1", "latency"))
+    with pytest.raises(NasError, match="top1 and then"):
+        replay(table, "random", "none", objectives=("macs", "top1"))
+    table.save(tmp_path / "t.json.gz")
+    run = nas("bench", "run", "--table", "t.json.gz", "--objectives", "top1,latency", "--seeds", "1", cwd=tmp_path)
+    assert run.returncode == 2 and "nas bench latency" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_table_with_latency_replays_a_search_on_top1_and_latency_as_a_search_on_them_would_run():
+    from nas.replay import replay
+    from nas.searcher import LATENCY_MS
+    from trials import record
+
+    table = with_fake_latency(synthetic_table())
+    run = replay(table, "tpe", "pareto", seed=1, budget_seconds=60, objectives=("top1", "latency"))
+    assert [d.name for d in run.study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    complete = [t for t in run.study.trials if t.state.name == "COMPLETE"]
+    assert complete
+    for t in complete:  # the sampler was told each point's top-1 and the latency the table measured for it
+        point = table.point(t.user_attrs[record.SPEC_ID])
+        assert t.values == [point.top1, point.latency_ms] and t.user_attrs[LATENCY_MS] == point.latency_ms
+    assert run.hypervolume == pytest.approx(table.hypervolume([table.point(i) for _, i in run.completed], ("top1", "latency")))
+    again = replay(table, "tpe", "pareto", seed=1, budget_seconds=60, objectives=("top1", "latency"))
+    assert again.log == run.log and again.trace == run.trace  # the same seed, the same search
+
+    macs_only = replay(table, "tpe", "pareto", seed=1, budget_seconds=60)  # another search: other decisions
+    assert [t.values[1] for t in macs_only.study.trials if t.state.name == "COMPLETE"][0] > 1e6  # told MACs
+    scored = macs_only.trace_in(table, ("top1", "latency"))  # scored in top-1 and latency all the same
+    assert scored[-1][1] == pytest.approx(table.hypervolume([table.point(i) for _, i in macs_only.completed], ("top1", "latency")))
+    assert [t for t, _ in scored[1:]] == [t for t, _ in macs_only.completed]
+
+
+def test_mo_asha_ranks_a_latency_search_on_latency():
+    from nas.replay import _results
+    from nas.scheduler import make_scheduler
+    from nas.searcher import LATENCY_MS
+    from trials import record
+
+    table = with_fake_latency(synthetic_table(n=4))
+    results = _results(table.points[0], 2, table.evaluations_per_epoch)
+    assert all(r[LATENCY_MS] == table.points[0].latency_ms for _, r in results)
+    scheduler = make_scheduler("pareto", 2, objectives={record.PROXY_TOP1: "max", LATENCY_MS: "min"})
+    assert "latency_ms" in scheduler.debug_string()
+
+
+def test_nas_bench_run_replays_on_latency_and_prints_the_reference_point_in_ms(tmp_path):
+    with_fake_latency(synthetic_table()).save(tmp_path / "t.json.gz")
+    run = nas("bench", "run", "--table", "t.json.gz", "--objectives", "top1,latency", "--seeds", "2", "--budget-seconds", "40",
+              "--sampler", "random", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "hypervolume in (top1, latency)" in run.stdout and " ms" in run.stdout.split("reference point")[1]
+    as_json = json.loads(nas("bench", "run", "--table", "t.json.gz", "--objectives", "top1,latency", "--seeds", "1",
+                             "--budget-seconds", "40", "--json", cwd=tmp_path).stdout)
+    assert as_json["objectives"] == ["top1", "latency"] and set(as_json["reference_point"]) == {"proxy_top1", "latency_ms", "normalised"}
