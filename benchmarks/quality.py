@@ -288,10 +288,12 @@ def latency_report(path: str, samplers, seeds: int, workers: int, budget: float 
     runs = run_all(path, samplers, seeds, workers, budget, processes, objectives=list(SEARCHES))
     wall = time.perf_counter() - started
     budget = runs[0]["budget_seconds"]
-    final = {}  # (sampler, searched objectives, scored objectives) -> final hypervolume per seed
+    final, at = {}, {}  # (sampler, searched objectives, scored objectives) -> final hypervolume per seed; in (top-1, latency) at a share of the budget
     for r in runs:
         for scored, trace in r["scored"].items():
             final.setdefault((r["sampler"], tuple(r["objectives"]), scored), []).append(trace[-1][1])
+        for share in CHECKPOINTS:
+            at.setdefault((r["sampler"], tuple(r["objectives"]), share), []).append(hypervolume_at(r["scored"]["top1,latency"], share * budget))
     rows, comparisons = [], []
     for sampler in samplers:
         for objectives in SEARCHES:
@@ -299,6 +301,8 @@ def latency_report(path: str, samplers, seeds: int, workers: int, budget: float 
             rows.append({
                 "sampler": sampler, "objectives": list(objectives), "seeds": len(mine),
                 **{f"hypervolume_{scored.replace(',', '_')}": quartiles(final[(sampler, objectives, scored)]) for scored in ("top1,latency", "top1,macs")},
+                "hypervolume_top1_latency_at": {f"{share:g}": quartiles(at[(sampler, objectives, share)]) for share in CHECKPOINTS},
+                "final_top1_latency": final[(sampler, objectives, "top1,latency")],
                 "complete": quartiles([r["complete"] for r in mine]), "pruned": quartiles([r["pruned"] for r in mine]),
             })
             if objectives != MACS_ONLY:
@@ -350,13 +354,16 @@ def latency_lines(r: dict, device) -> list[str]:
         f"{ref['top1,macs']['proxy_top1']:.2f}% top-1, {ref['top1,macs']['macs'] / 1e9:.3f} GMACs (whole front "
         f"{r['table_front_hypervolume']['top1,macs']:.3f})",
         "",
-        "final hypervolume, median [interquartile range] over seeds:",
-        f"{'sampler':8s} {'searched on':42s} {'in (top-1, latency)':>22s} {'in (top-1, MACs)':>22s} {'complete':>9s} {'pruned':>7s}",
+        "hypervolume, median [interquartile range] over seeds: in (top-1, latency) at a share of the budget, and at its end in "
+        "(top-1, MACs):",
+        f"{'sampler':8s} {'searched on':42s} " + " ".join(f"{'at ' + format(s, '.0%'):>21s}" for s in CHECKPOINTS)
+        + f" {'(top-1, MACs)':>21s} {'complete':>9s} {'pruned':>7s}",
     ]
     for row in r["strategies"]:
         lines.append(
-            f"{row['sampler']:8s} {SEARCHES[tuple(row['objectives'])]:42s} {_q(row['hypervolume_top1_latency']):>22s} "
-            f"{_q(row['hypervolume_top1_macs']):>22s} {row['complete'][1]:9.1f} {row['pruned'][1]:7.1f}"
+            f"{row['sampler']:8s} {SEARCHES[tuple(row['objectives'])]:42s} "
+            + " ".join(f"{_q(row['hypervolume_top1_latency_at'][format(s, 'g')]):>21s}" for s in CHECKPOINTS)
+            + f" {_q(row['hypervolume_top1_macs']):>21s} {row['complete'][1]:9.1f} {row['pruned'][1]:7.1f}"
         )
     lines += ["", "hypervolume in (top-1, latency) against the MACs-only search with the same sampler (two-sided Mann-Whitney U, "
               f"Holm-corrected over these {len(r['comparisons'])} comparisons):"]
@@ -365,6 +372,17 @@ def latency_lines(r: dict, device) -> list[str]:
             f"  {c['sampler']:8s} {SEARCHES[tuple(c['search'])]:42s}: {c['median_ratio']:.2f}x [{c['ratio_ci'][0]:.2f}, "
             f"{c['ratio_ci'][1]:.2f}], p {c['p']:.3g} (corrected {c['p_holm']:.3g})"
         )
+    rows = {(row["sampler"], tuple(row["objectives"])): row for row in r["strategies"]}
+    ratios = {(c["sampler"], tuple(c["search"])): c for c in r["comparisons"]}
+    lines += ["", "--- Markdown for README (final hypervolume in (top-1, latency); ratio to MACs-only [95% interval], p, Holm) ---",
+              "| sampler | MACs-only | latency-aware | vs MACs-only | MACs and latency | vs MACs-only |", "|---|---|---|---|---|---|"]
+    for sampler in dict.fromkeys(row["sampler"] for row in r["strategies"]):
+        cells = [NAMES[sampler], _q(rows[(sampler, MACS_ONLY)]["hypervolume_top1_latency"])]
+        for objectives in (LATENCY_AWARE, BOTH):
+            c = ratios[(sampler, objectives)]
+            cells += [_q(rows[(sampler, objectives)]["hypervolume_top1_latency"]),
+                      f"{c['median_ratio']:.2f}x [{c['ratio_ci'][0]:.2f}, {c['ratio_ci'][1]:.2f}], p {c['p']:.2g} ({c['p_holm']:.2g})"]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
