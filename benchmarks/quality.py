@@ -15,6 +15,14 @@ Prints, measured in this run (nas.replay: the real searcher, samplers and schedu
 - a PNG of the median curves with their interquartile bands (Plotly through kaleido and Chromium);
 - last, the README's "Search quality" figures as Markdown, to paste.
 
+`--only latency` (the table must hold latency: `nas bench latency`): a latency-aware search (objectives top-1
+and latency) against a MACs-only search (top-1 and MACs, the default), and the search `nas search --latency`
+runs (top-1, MACs and latency), each sampler of --samplers with the pareto scheduler over --seeds seeds at the
+same simulated budget; every search's complete points scored by the hypervolume in (top-1, latency) (and in
+(top-1, MACs)): median ratio against the MACs-only search with its 95% bootstrap interval and a two-sided
+Mann-Whitney U test, Holm-corrected over these comparisons; with MACs against latency on the table (Kendall tau
+over its points and within 2.4-4.8 GMACs).
+
 The hypervolume is dashboards.pareto's, the project's one: objectives normalised to the table front's box,
 up to the reference point printed with it.
 
@@ -24,6 +32,7 @@ so its 30 replays take an hour or more where the other samplers' 90 take a few m
 
     python benchmarks/quality.py [--table PATH] [--seeds 10] [--samplers random,tpe,nsga2[,gp]] [--workers 2]
         [--budget-seconds T] [--processes 2] [--png benchmarks/quality.png] [--json]
+    python benchmarks/quality.py --only latency [--seeds 20] [--samplers random,tpe,nsga2]
 """
 
 from __future__ import annotations
@@ -49,6 +58,10 @@ SAMPLERS = ("random", "tpe", "nsga2", "gp")
 SCHEDULERS = ("pareto", "asha", "none")
 CHECKPOINTS = (0.25, 0.5, 1.0)  # shares of the budget the hypervolume is compared at
 CURVE_POINTS = 101
+# The latency comparison (--only latency): the searches, by their objectives, and the objectives they are scored in
+MACS_ONLY, LATENCY_AWARE, BOTH = ("top1", "macs"), ("top1", "latency"), ("top1", "macs", "latency")
+SEARCHES = {MACS_ONLY: "MACs-only", LATENCY_AWARE: "latency-aware", BOTH: "MACs and latency (nas search --latency)"}
+SCORED = (LATENCY_AWARE, MACS_ONLY)
 
 
 def _start_worker(path: str) -> None:
@@ -59,19 +72,27 @@ def _start_worker(path: str) -> None:
     _TABLE = Table.load(path)
 
 
-def _replay(job: tuple[str, str, int, int, float | None]) -> dict:
+def _replay(job: tuple) -> dict:
+    """One replay; with objectives (a 6th element), also its complete points scored in (top-1, latency) and
+    (top-1, MACs) whatever it searched on."""
     from nas.replay import replay
 
-    sampler, scheduler, seed, workers, budget = job
-    run = replay(_TABLE, sampler, scheduler, seed, workers, budget)
+    sampler, scheduler, seed, workers, budget, *rest = job
+    objectives = tuple(rest[0]) if rest else ("top1", "macs")
+    run = replay(_TABLE, sampler, scheduler, seed, workers, budget, objectives=objectives)
     summary = run.summary()
     summary["fidelity"] = run.fidelity
+    if rest:
+        summary["scored"] = {",".join(o): run.trace_in(_TABLE, o) for o in SCORED}
     return summary
 
 
-def run_all(path: str, samplers, seeds: int, workers: int, budget: float | None, processes: int) -> list[dict]:
+def run_all(path: str, samplers, seeds: int, workers: int, budget: float | None, processes: int, objectives=None) -> list[dict]:
     # slowest first, so the processes finish together: GP, then the schedulers that start the most trials
-    jobs = [(s, p, seed, workers, budget) for s in reversed(samplers) for p in SCHEDULERS for seed in range(seeds)]
+    if objectives is None:
+        jobs = [(s, p, seed, workers, budget) for s in reversed(samplers) for p in SCHEDULERS for seed in range(seeds)]
+    else:  # the latency comparison: each set of objectives with the pareto scheduler
+        jobs = [(s, "pareto", seed, workers, budget, o) for s in reversed(samplers) for o in objectives for seed in range(seeds)]
     if processes <= 1:
         _start_worker(path)
         return [_replay(job) for job in jobs]
@@ -186,8 +207,14 @@ def main():
     parser.add_argument("--png", default=str(Path(__file__).with_name("quality.png")))
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--fidelity", default=str(FIDELITY_RUNS), help="calibration runs written by nas calibrate --export")
-    parser.add_argument("--only", choices=("search", "fidelity"), help="one of the two parts [default: both]")
+    parser.add_argument("--only", choices=("search", "fidelity", "latency"),
+                        help="search or fidelity: one of the two parts [default: both]; latency: the latency comparison alone")
     args = parser.parse_args()
+    if args.only == "latency":
+        samplers = [s for s in SAMPLERS if s in args.samplers.split(",")]
+        report = latency_report(args.table, samplers, args.seeds, args.workers, args.budget_seconds, args.processes)
+        print(json.dumps(report, indent=2, default=float) if args.json else "\n".join(report["lines"]))
+        return
     if args.only != "search":
         fidelity = fidelity_report(args.fidelity)
         if args.only == "fidelity":
@@ -245,6 +272,118 @@ def main():
     if args.only is None:
         print("\n" + "\n".join(fidelity["lines"]))
     print_markdown(report, samplers)
+
+
+def latency_report(path: str, samplers, seeds: int, workers: int, budget: float | None, processes: int) -> dict:
+    """A latency-aware search against a MACs-only one (and the search on both) at the same simulated budget, each
+    scored by the hypervolume in (top-1, latency): see the module's docstring."""
+    from scipy.stats import mannwhitneyu
+
+    from nas.bench import latency_agreement
+    from searchspace.latency import Device
+
+    table = Table.load(path)
+    table.check_objectives(LATENCY_AWARE)  # a table without latency is refused here, naming nas bench latency
+    started = time.perf_counter()
+    runs = run_all(path, samplers, seeds, workers, budget, processes, objectives=list(SEARCHES))
+    wall = time.perf_counter() - started
+    budget = runs[0]["budget_seconds"]
+    final, at = {}, {}  # (sampler, searched objectives, scored objectives) -> final hypervolume per seed; in (top-1, latency) at a share of the budget
+    for r in runs:
+        for scored, trace in r["scored"].items():
+            final.setdefault((r["sampler"], tuple(r["objectives"]), scored), []).append(trace[-1][1])
+        for share in CHECKPOINTS:
+            at.setdefault((r["sampler"], tuple(r["objectives"]), share), []).append(hypervolume_at(r["scored"]["top1,latency"], share * budget))
+    rows, comparisons = [], []
+    for sampler in samplers:
+        for objectives in SEARCHES:
+            mine = [r for r in runs if r["sampler"] == sampler and tuple(r["objectives"]) == objectives]
+            rows.append({
+                "sampler": sampler, "objectives": list(objectives), "seeds": len(mine),
+                **{f"hypervolume_{scored.replace(',', '_')}": quartiles(final[(sampler, objectives, scored)]) for scored in ("top1,latency", "top1,macs")},
+                "hypervolume_top1_latency_at": {f"{share:g}": quartiles(at[(sampler, objectives, share)]) for share in CHECKPOINTS},
+                "final_top1_latency": final[(sampler, objectives, "top1,latency")],
+                "complete": quartiles([r["complete"] for r in mine]), "pruned": quartiles([r["pruned"] for r in mine]),
+            })
+            if objectives != MACS_ONLY:
+                a, b = final[(sampler, objectives, "top1,latency")], final[(sampler, MACS_ONLY, "top1,latency")]
+                test = mannwhitneyu(a, b, alternative="two-sided")
+                comparisons.append({
+                    "sampler": sampler, "search": list(objectives), "against": list(MACS_ONLY), "scored_in": list(LATENCY_AWARE),
+                    "median_ratio": float(np.median(a) / np.median(b)), "ratio_ci": ratio_interval(a, b),
+                    "u": float(test.statistic), "p": float(test.pvalue), "n": (len(a), len(b)),
+                })
+    for row, adjusted in zip(comparisons, holm([c["p"] for c in comparisons])):
+        row["p_holm"] = adjusted
+    agreement = latency_agreement(table)
+    top1, ms = table.reference_point(LATENCY_AWARE)
+    _, macs = table.reference_point(MACS_ONLY)
+    device = Device.from_dict(table.latency["device"])
+    report = {
+        "table": path, "points": len(table.points), "workers": workers, "budget_seconds": budget,
+        "budget_full_trainings": table.full_trainings(budget, workers), "seeds": seeds, "scheduler": "pareto",
+        "reference_point": {"top1,latency": {"proxy_top1": top1, "latency_ms": ms}, "top1,macs": {"proxy_top1": top1, "macs": macs}},
+        "normalised_reference": REFERENCE, "table_front_hypervolume": {
+            "top1,latency": table.hypervolume(table.points, LATENCY_AWARE), "top1,macs": table.hypervolume(table.points, MACS_ONLY)},
+        "latency_device": table.latency["device"], "latency_protocol": table.latency["protocol"], "latency_runs": table.latency.get("runs", []),
+        "macs_against_latency": {k: agreement[k] for k in ("measured", "macs_tau", "class_points", "class_macs_tau", "ms_per_gmac", "ms")},
+        "strategies": rows, "comparisons": comparisons, "wall_seconds": wall, "load_average_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    report["lines"] = latency_lines(report, device)
+    return report
+
+
+def latency_lines(r: dict, device) -> list[str]:
+    ref = r["reference_point"]
+    m = r["macs_against_latency"]
+    loads = "; ".join(f"load average {x['load_average_start'][0]:.1f} at the start, {x.get('load_average_end', x['load_average_start'])[0]:.1f} at the end"
+                      for x in r["latency_runs"])
+    lines = [
+        f"latency-aware against MACs-only search on {r['table']}: {r['points']} points, latency measured on {device.describe()}, "
+        f"clock {r['latency_protocol'].get('clock', 'wall')} ({loads})",
+        f"MACs against the measured latency: Kendall tau {m['macs_tau']:+.3f} over the {m['measured']} points, "
+        + (f"{m['class_macs_tau']:+.3f} among the {m['class_points']} of 2.4-4.8 GMACs" if m["class_points"] >= 2 else "fewer than 2 of 2.4-4.8 GMACs")
+        + f"; {m['ms'][0]:.1f}-{m['ms'][2]:.1f} ms, "
+        f"{m['ms_per_gmac'][0]:.1f}-{m['ms_per_gmac'][2]:.1f} ms per GMAC",
+        f"{r['workers']} simulated workers, budget {r['budget_seconds'] / 60:.1f} simulated min (~{r['budget_full_trainings']} full "
+        f"trainings) for every search; scheduler pareto; {r['seeds']} seeds; {sum(s['seeds'] for s in r['strategies'])} replays in "
+        f"{r['wall_seconds']:.0f} s (load average {r['load_average_end'][0]:.1f} at the end)",
+        f"hypervolume in (top-1, latency): normalised to the table front's box, reference point ({REFERENCE:g}, {REFERENCE:g}) = "
+        f"{ref['top1,latency']['proxy_top1']:.2f}% top-1, {ref['top1,latency']['latency_ms']:.1f} ms (the table's whole front: "
+        f"{r['table_front_hypervolume']['top1,latency']:.3f}); in (top-1, MACs): ({REFERENCE:g}, {REFERENCE:g}) = "
+        f"{ref['top1,macs']['proxy_top1']:.2f}% top-1, {ref['top1,macs']['macs'] / 1e9:.3f} GMACs (whole front "
+        f"{r['table_front_hypervolume']['top1,macs']:.3f})",
+        "",
+        "hypervolume, median [interquartile range] over seeds: in (top-1, latency) at a share of the budget, and at its end in "
+        "(top-1, MACs):",
+        f"{'sampler':8s} {'searched on':42s} " + " ".join(f"{'at ' + format(s, '.0%'):>21s}" for s in CHECKPOINTS)
+        + f" {'(top-1, MACs)':>21s} {'complete':>9s} {'pruned':>7s}",
+    ]
+    for row in r["strategies"]:
+        lines.append(
+            f"{row['sampler']:8s} {SEARCHES[tuple(row['objectives'])]:42s} "
+            + " ".join(f"{_q(row['hypervolume_top1_latency_at'][format(s, 'g')]):>21s}" for s in CHECKPOINTS)
+            + f" {_q(row['hypervolume_top1_macs']):>21s} {row['complete'][1]:9.1f} {row['pruned'][1]:7.1f}"
+        )
+    lines += ["", "hypervolume in (top-1, latency) against the MACs-only search with the same sampler (two-sided Mann-Whitney U, "
+              f"Holm-corrected over these {len(r['comparisons'])} comparisons):"]
+    for c in r["comparisons"]:
+        lines.append(
+            f"  {c['sampler']:8s} {SEARCHES[tuple(c['search'])]:42s}: {c['median_ratio']:.2f}x [{c['ratio_ci'][0]:.2f}, "
+            f"{c['ratio_ci'][1]:.2f}], p {c['p']:.3g} (corrected {c['p_holm']:.3g})"
+        )
+    rows = {(row["sampler"], tuple(row["objectives"])): row for row in r["strategies"]}
+    ratios = {(c["sampler"], tuple(c["search"])): c for c in r["comparisons"]}
+    lines += ["", "--- Markdown for README (final hypervolume in (top-1, latency); ratio to MACs-only [95% interval], p, Holm) ---",
+              "| sampler | MACs-only | latency-aware | vs MACs-only | MACs and latency | vs MACs-only |", "|---|---|---|---|---|---|"]
+    for sampler in dict.fromkeys(row["sampler"] for row in r["strategies"]):
+        cells = [NAMES[sampler], _q(rows[(sampler, MACS_ONLY)]["hypervolume_top1_latency"])]
+        for objectives in (LATENCY_AWARE, BOTH):
+            c = ratios[(sampler, objectives)]
+            cells += [_q(rows[(sampler, objectives)]["hypervolume_top1_latency"]),
+                      f"{c['median_ratio']:.2f}x [{c['ratio_ci'][0]:.2f}, {c['ratio_ci'][1]:.2f}], p {c['p']:.2g} ({c['p_holm']:.2g})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def fidelity_report(path: str) -> dict:

@@ -1,14 +1,17 @@
 """The benchmark table: a fixed, seeded set of points of a space trained once (`nas bench build`), their
-learning curves and zero-cost scores, exported as one file; nas.replay replays searches against it.
+learning curves and zero-cost scores, and their latency measured on a device (`nas bench latency`), exported
+as one file; nas.replay replays searches against it.
 
 Imports optuna, searchspace, trials and nas.search/nas.study; Ray only inside the build (nas.search).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -23,6 +26,7 @@ from searchspace import ArchSpec, NasError, SearchSpace, format_budget, format_m
 from searchspace.space import SPACE_DIR
 from trials import ProxyRecipe, data_name, load_proxy_data, zero_cost_scores
 from trials import record
+from trials.goals import OBJECTIVES
 
 from .search import SearchOptions
 from .study import fail_stale_trials, open_search_study, open_storage, settles_its_point, space_digest, storage_errors
@@ -33,6 +37,13 @@ FORMAT = "nas-bench-table/1"
 # `workers` need for that many full trainings of an average table point. Kept well below the table's
 # size: a budget that could train the whole table would end every strategy on the same front.
 DEFAULT_TRAININGS = SearchOptions.trials
+# The objectives a table point can be judged on, as a replay names them (`nas bench run --objectives`): proxy
+# top-1, MACs, and the batch-1 latency the table measured (`nas bench latency`), each the study objective of
+# trials.goals.OBJECTIVES (its direction, the key a trial and the trainable's results carry it under) it names.
+OBJECTIVE_KEYS = {"top1": record.PROXY_TOP1, "macs": record.MACS, "latency": record.LATENCY_MS}
+DEFAULT_OBJECTIVES = ("top1", "macs")
+# The class of networks of similar MACs where MACs rank latency worst (benchmarks/latency.py's): 2.4-4.8 GMACs
+LATENCY_CLASS = (2.4e9, 4.8e9)
 
 
 # --- building the table --------------------------------------------------------------------------------------
@@ -130,10 +141,22 @@ class TablePoint:
     curve: dict
     zero_cost: dict
     fail_reason: str | None = None
+    # batch-1 latency of the full-size network on the table's latency device (Table.latency): ms, iqr_ms, runs,
+    # load_average (1, 5, 15 min, as it was measured); None until `nas bench latency` measured it
+    latency: dict | None = None
 
     @property
     def complete(self) -> bool:
         return self.fail_reason is None
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.latency["ms"] if self.latency else None
+
+    def values(self, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES) -> tuple[float, ...]:
+        """Its values of `objectives` (names of OBJECTIVE_KEYS), in their directions."""
+        by_key = {record.PROXY_TOP1: self.top1, record.MACS: self.macs, record.LATENCY_MS: self.latency_ms}
+        return tuple(by_key[key] for key in objective_keys(objectives))
 
     @property
     def top1(self) -> float:
@@ -170,6 +193,10 @@ class Table:
     study: str
     points: list[TablePoint]
     format: str = FORMAT
+    # where and how the points' latency was measured (`nas bench latency`): device (searchspace.latency.Device),
+    # protocol (its Protocol) and the runs that measured it (date, points, seconds, load average at start and
+    # end); None in a table without latency, which reads as before
+    latency: dict | None = None
     coordinates: dict | None = field(default=None, repr=False, compare=False)  # nas.replay's cache
 
     @classmethod
@@ -216,13 +243,23 @@ class Table:
         return replace(table, points=[replace(p, fail_reason=None) if p.proxy_id in stopped else p for p in table.points])
 
     def save(self, path: str | Path) -> int:
-        """Write the table as gzipped JSON; returns its size in bytes."""
+        """Write the table as gzipped JSON, whole or not at all (a new file renamed over the old: an interrupted
+        `nas bench latency` leaves the last table written); returns its size in bytes."""
         document = asdict(replace(self, coordinates=None))
         del document["coordinates"]
+        if document["latency"] is None:  # a table without latency is written as before it could have one
+            del document["latency"]
+        for point in document["points"]:
+            if point["latency"] is None:
+                del point["latency"]
         data = gzip.compress(json.dumps(document, sort_keys=True).encode(), mtime=0)  # same table, same bytes
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
-            Path(path).write_bytes(data)
+            partial.write_bytes(data)
+            os.replace(partial, path)
         except OSError as exc:
+            partial.unlink(missing_ok=True)
             raise NasError(f"cannot write {path}: {exc.strerror or exc}") from None
         return len(data)
 
@@ -268,26 +305,171 @@ class Table:
         """How many full trainings `workers` fit in `budget_seconds`: what `--trials` would be in a search."""
         return max(1, round(budget_seconds * workers / self.mean_trial_seconds()))
 
-    def front(self) -> list[TablePoint]:
-        """The table's Pareto front of fully trained points (most top-1, least MACs), by MACs."""
+    def front(self, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES) -> list[TablePoint]:
+        """The table's Pareto front of fully trained points in `objectives` (default: most top-1, least MACs), by
+        its second objective."""
         done = self.trained()
-        on_front = nondominated(as_losses([p.objectives for p in done], record.DIRECTIONS))
-        return sorted((p for p, keep in zip(done, on_front) if keep), key=lambda p: (p.macs, -p.top1))
+        on_front = nondominated(as_losses([p.values(objectives) for p in done], directions(objectives)))
+        return sorted((p for p, keep in zip(done, on_front) if keep), key=lambda p: (p.values(objectives)[1:], -p.top1))
 
-    def box(self) -> Box:
-        """The box every hypervolume of this table is normalised to: its whole front's (dashboards.pareto)."""
-        front = self.front()
+    def box(self, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES) -> Box:
+        """The box every hypervolume of this table in `objectives` is normalised to: its whole front's
+        (dashboards.pareto)."""
+        self.check_objectives(objectives)
+        front = self.front(objectives)
         if not front:
             raise NasError("the table has no complete point")
-        return Box.of([p.objectives for p in front], record.DIRECTIONS)
+        return Box.of([p.values(objectives) for p in front], directions(objectives))
 
-    def reference_point(self) -> tuple[float, float]:
-        """The hypervolume's reference point in (top-1, MACs)."""
-        return self.box().reference_point()
+    def reference_point(self, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES) -> tuple[float, ...]:
+        """The hypervolume's reference point in `objectives` (default: top-1, MACs), in their own units."""
+        return self.box(objectives).reference_point()
 
-    def hypervolume(self, points: list[TablePoint]) -> float:
-        """The hypervolume of `points` (their front) in the table front's box (dashboards.pareto.hypervolume)."""
-        return hypervolume([p.objectives for p in points], self.box())
+    def hypervolume(self, points: list[TablePoint], objectives: tuple[str, ...] = DEFAULT_OBJECTIVES) -> float:
+        """The hypervolume of `points` (their front) in `objectives`, in the table front's box in those objectives
+        (dashboards.pareto.hypervolume)."""
+        return hypervolume([p.values(objectives) for p in points], self.box(objectives))
+
+    def check_objectives(self, objectives: tuple[str, ...]) -> None:
+        """Refuse objectives the table cannot answer: an unknown name, or latency in a table not measured for it."""
+        unknown = [name for name in objectives if name not in OBJECTIVE_KEYS]
+        if unknown or len(set(objectives)) != len(objectives) or len(objectives) < 2 or objectives[0] != "top1":
+            raise NasError(
+                f"objectives {','.join(objectives)!r}: name top1 and then one or two of macs, latency, each once "
+                "(e.g. top1,macs or top1,latency)"
+            )
+        if "latency" in objectives:
+            missing = sum(p.latency is None for p in self.points)
+            if missing:
+                held = "no latency" if missing == len(self.points) else f"no latency for {missing} of its {len(self.points)} points"
+                raise NasError(f"the table has {held}: measure it with nas bench latency (then the latency objective reads it)")
+
+
+def objective_keys(objectives: tuple[str, ...]) -> tuple[str, ...]:
+    """Objectives as a replay names them -> the study's (keys of trials.goals.OBJECTIVES)."""
+    return tuple(OBJECTIVE_KEYS[name] for name in objectives)
+
+
+def directions(objectives: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(OBJECTIVES[key][1] for key in objective_keys(objectives))
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    """`top1,latency` -> ("top1", "latency"); what a table can answer is checked by Table.check_objectives."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+# --- latency: the table's points measured on this machine ----------------------------------------------------
+def measure_table_latency(path: str | Path, protocol, output: str | Path | None = None, fresh: bool = False,
+                          progress=None, say=print) -> Table:
+    """Measure the batch-1 latency of every point of the table at `path` (searchspace.latency's protocol: the
+    full-size network, eval mode, median and interquartile range) and write it into the table, each point's
+    beside its curve and the device and protocol once (Table.latency), to `output` (default: the table file).
+
+    The table is written after every point, whole (Table.save), so an interrupted run keeps what it measured and
+    a rerun measures only the rest; a rerun on another device or protocol is refused (its figures would not
+    compare), as is one over a table whose points differ. `fresh`: every point is measured again. `progress`:
+    called before the first point with (points measured already, points in all, None, None), then after each
+    point with (points measured, points in all, the point, its latency block)."""
+    from searchspace.latency import Device, measure_latency
+
+    target = Path(output or path)
+    resume = target.exists() and not fresh  # the table measured so far: the file written to (a new --output: none)
+    table = Table.load(target if resume else path)
+    if resume and output:
+        source = Table.load(path)
+        if [p.id for p in source.points] != [p.id for p in table.points] or source.study != table.study:
+            raise NasError(f"{target} holds another table than {path}: give --fresh to overwrite it, or another --output")
+    here = Device.here(protocol)
+    wanted = {"device": {k: v for k, v in here.to_dict().items() if k in Device.HARDWARE}, "protocol": protocol.to_dict()}
+    if not resume or table.latency is None:
+        table.latency = {**wanted, "device": {**here.to_dict(), "load_average": list(here.load_average)}, "runs": []}
+        for p in table.points:
+            p.latency = None
+    else:
+        stored = table.latency
+        had = {"device": {k: v for k, v in stored["device"].items() if k in Device.HARDWARE}, "protocol": stored["protocol"]}
+        if had != wanted:
+            differ = [f"{part} {k}: {had[part].get(k)!r} there, {wanted[part].get(k)!r} here"
+                      for part in ("device", "protocol") for k in wanted[part] if had[part].get(k) != wanted[part].get(k)]
+            raise NasError(
+                f"{target}'s latency was measured on another device or protocol ({'; '.join(differ)}): its figures and "
+                "these would not compare; give --fresh to measure every point again, or --output another file"
+            )
+    todo = [p for p in table.points if p.latency is None]
+    run = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "points": 0, "seconds": 0.0,
+           "load_average_start": [round(x, 2) for x in os.getloadavg()]}
+    table.latency["runs"].append(run)
+    started = time.perf_counter()
+    if todo:
+        say(f"measuring {len(todo)} of {len(table.points)} points on {here.describe()}")
+        if progress is not None:
+            progress(len(table.points) - len(todo), len(table.points), None, None)
+    try:
+        for i, point in enumerate(todo, 1):
+            result = measure_latency(ArchSpec.model_validate(point.spec), protocol)
+            point.latency = {
+                "ms": round(result.ms, 4), "iqr_ms": round(result.latency.iqr_ms, 4), "runs": result.latency.runs,
+                "load_average": list(result.device.load_average),
+            }
+            run["points"] += 1
+            run["seconds"] = round(time.perf_counter() - started, 1)
+            run["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+            table.save(target)
+            if progress is not None:
+                progress(len(table.points) - len(todo) + i, len(table.points), point, point.latency)
+    finally:
+        if not run["points"]:
+            table.latency["runs"].pop()  # nothing measured: no run to record
+    return table
+
+
+def latency_agreement(table: Table, predictor=None) -> dict:
+    """How MACs rank the table's measured latency (Kendall tau over every measured point, and within the
+    2.4-4.8 GMACs class where MACs rank it worst), the spread of ms per GMAC and of the measurement itself; with
+    `predictor` (a searchspace.latency_table.LatencyTable of `nas latency build`), its predictions against the
+    measurement on the points it did not measure itself (tau, share within 10%, median error), and on the
+    points it measured too, how the two measurements agree (the measurement's own repeatability)."""
+    from searchspace.latency_table import kendall_tau, score
+
+    measured = [p for p in table.points if p.latency is not None]
+    macs = np.array([p.macs for p in measured], dtype=float)
+    ms = np.array([p.latency_ms for p in measured])
+    inside = (macs >= LATENCY_CLASS[0]) & (macs <= LATENCY_CLASS[1])
+    per_gmac = ms / (macs / 1e9) if len(ms) else np.array([math.nan])
+    result = {
+        "points": len(table.points), "measured": len(measured),
+        "macs_tau": kendall_tau(macs, ms), "class_gmacs": [LATENCY_CLASS[0] / 1e9, LATENCY_CLASS[1] / 1e9],
+        "class_points": int(inside.sum()), "class_macs_tau": kendall_tau(macs[inside], ms[inside]),
+        "ms_per_gmac": [float(np.min(per_gmac)), float(np.median(per_gmac)), float(np.max(per_gmac))],
+        "ms": [float(np.min(ms)), float(np.median(ms)), float(np.max(ms))] if len(ms) else [math.nan] * 3,
+        "median_relative_iqr": float(np.median([p.latency["iqr_ms"] / p.latency["ms"] for p in measured])) if measured else math.nan,
+    }
+    if table.latency:
+        result["device"] = table.latency["device"]
+        result["protocol"] = table.latency["protocol"]
+        result["runs"] = table.latency.get("runs", [])
+    if predictor is not None:
+        from searchspace.latency import Device
+
+        stored = (table.latency or {}).get("device", {})
+        specs = [ArchSpec.model_validate(p.spec) for p in measured]
+        held = [(s, p) for s, p in zip(specs, measured) if predictor.measured(s) is None]
+        both = [(predictor.measured(s), p.latency_ms) for s, p in zip(specs, measured) if predictor.measured(s) is not None]
+        sources: dict[str, int] = {}
+        for s, _ in held:
+            sources[predictor.source(s)] = sources.get(predictor.source(s), 0) + 1
+        result["predictor"] = {
+            "kind": predictor.predictor, "device": predictor.device, "protocol": predictor.protocol, "sources": sources,
+            "same_device": {k: predictor.device.get(k) for k in Device.HARDWARE} == {k: stored.get(k) for k in Device.HARDWARE},
+            "held_out": score(np.array([predictor.predict(s) for s, _ in held]), np.array([p.latency_ms for _, p in held])) if len(held) >= 2 else None,
+        }
+        if len(both) >= 2:
+            a, b = np.array(both).T
+            result["predictor"]["measured_by_both"] = {
+                "n": len(both), "tau": kendall_tau(a, b), "median_abs_difference": float(np.median(np.abs(a / b - 1))),
+            }
+    return result
 
 
 def spearman_table(table: Table) -> list[dict]:

@@ -754,6 +754,108 @@ def bench_build(budget, space_file, points, data, storage, study_name, seed, ray
         out.print(f"table written to {export_path} ({summary['export_bytes'] / 1024:.0f} KiB)", markup=False)
 
 
+@bench.command("latency")
+@click.option("--table", "table_path", help="A table written by nas bench build --export.  [default: benchmarks/table-unified-4.5G.json.gz]")
+@click.option("-o", "--output", help="Write the table with its latency here.  [default: into the table file itself]")
+@click.option("--fresh", is_flag=True, help="Measure every point again (default: only the points not measured yet).")
+@click.option("--latency-table", "predictor_path", help="A predictor file of nas latency build: its predictions against the measurement.")
+@protocol_options
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_latency(table_path, output, fresh, predictor_path, img_size, num_classes, dtype, threads, channels_last, device, clock,
+                  min_runs, backend, as_json):
+    """Measure the batch-1 latency of every point of a table here and write it into the table, with the device.
+
+    The protocol of nas latency measure (the full-size network in eval mode, the median of at least
+    --min-runs timed runs and its interquartile range). Each point's latency is written beside its curve as
+    it is measured, so an interrupted run keeps what it measured: rerun to measure the rest (on the same
+    device and protocol; --fresh starts over). Then MACs against latency (Kendall tau over the table and
+    within 2.4-4.8 GMACs) and, with --latency-table, a predictor against the measurement. `nas bench run
+    --objectives top1,latency` replays searches on this latency.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .bench import DEFAULT_TABLE, latency_agreement, measure_table_latency
+    from .latency import protocol_of
+
+    table_path = table_path or str(DEFAULT_TABLE)
+    protocol = protocol_of(img_size, num_classes, 0, dtype, threads, channels_last, device, clock, min_runs, backend)
+    predictor = None
+    if predictor_path:  # read before minutes of measuring: a wrong path fails at once
+        from searchspace.latency_table import LatencyTable
+
+        predictor = LatencyTable.load(predictor_path)
+    bar = Progress(
+        TextColumn("latency"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+        TextColumn("{task.description}"), console=err, transient=False,
+    )
+    task = bar.add_task("", total=None)
+
+    def progress(done, total, point, latency):
+        if point is None:  # the first point is next: the bar shows from here on
+            bar.start()
+        bar.update(task, completed=done, total=total, description=f"{point.id}: {latency['ms']:.1f} ms" if point else "")
+
+    target = output or table_path
+    try:
+        table = measure_table_latency(table_path, protocol, output, fresh, progress, say=lambda line: err.print(line, markup=False))
+    except KeyboardInterrupt:
+        bar.stop()
+        err.print(f"interrupted: the points measured so far are in {target}; rerun to measure the rest", markup=False)
+        raise SystemExit(130) from None
+    finally:
+        bar.stop()
+    figures = latency_agreement(table, predictor)
+    if as_json:
+        return emit_json({"table": target, **figures})
+    _print_table_latency(target, figures)
+
+
+def _print_table_latency(path: str, f: dict) -> None:
+    device = f["device"]
+    where = device.get("gpu") or f"{device['cpu']}, {device['threads']} of {device['cores']} cores"
+    runs = f.get("runs", [])
+    loads = ", ".join(f"{'/'.join(format(x, '.1f') for x in r['load_average_start'])} to {'/'.join(format(x, '.1f') for x in r.get('load_average_end', r['load_average_start']))}" for r in runs)
+    out.print(
+        f"{path}: {f['measured']} of {f['points']} points measured on {where}; {device['backend']} {device['torch']}, "
+        f"{device['dtype']}, clock {f['protocol'].get('clock', 'wall')}; load average {loads or 'not recorded'}",
+        markup=False,
+    )
+    out.print(
+        f"latency (batch 1): {f['ms'][0]:.1f} to {f['ms'][2]:.1f} ms, median {f['ms'][1]:.1f}; {f['ms_per_gmac'][0]:.1f} to "
+        f"{f['ms_per_gmac'][2]:.1f} ms per GMAC, median {f['ms_per_gmac'][1]:.1f}; one figure's median IQR / median "
+        f"{f['median_relative_iqr']:.1%}",
+        markup=False,
+    )
+    low, high = f["class_gmacs"]
+    within = (f"{f['class_macs_tau']:+.3f} among the {f['class_points']} of {low:g}-{high:g} GMACs" if f["class_points"] >= 2
+              else f"fewer than 2 points of {low:g}-{high:g} GMACs")
+    out.print(f"MACs against latency: Kendall tau {f['macs_tau']:+.3f} over the {f['measured']} points, {within}", markup=False)
+    p = f.get("predictor")
+    if p:
+        held = p["held_out"]
+        if held:
+            sources = ", ".join(f"{n} {s}" for s, n in sorted(p["sources"].items()))
+            out.print(
+                f"predictor ({p['kind']}) against the measurement on the {held['n']} points it did not measure ({sources}): "
+                f"Kendall tau {held['tau']:+.3f}, {held['within_10pct']:.0%} within 10%, median error {held['median_error']:.1%}",
+                markup=False,
+            )
+        both = p.get("measured_by_both")
+        if both:
+            out.print(
+                f"the {both['n']} points the predictor file measured too: its measurement against this one, Kendall tau "
+                f"{both['tau']:+.3f}, median |difference| {both['median_abs_difference']:.1%}",
+                markup=False,
+            )
+        if not p["same_device"]:
+            d = p["device"]
+            out.print(f"the predictor was built on another device: {d.get('gpu') or d.get('cpu')}, {d.get('threads')} threads, "
+                      f"{d.get('backend')} {d.get('torch')}", markup=False)
+        if p["protocol"].get("clock", "wall") != f["protocol"].get("clock", "wall"):
+            out.print(f"the predictor timed by the {p['protocol'].get('clock', 'wall')} clock, the table by the "
+                      f"{f['protocol'].get('clock', 'wall')} clock: the two do not compare in ms", markup=False)
+
+
 @bench.command("run")
 @click.option("--table", "table_path", help="A table written by nas bench build --export.  [default: benchmarks/table-unified-4.5G.json.gz]")
 @click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "nsga2", "random", "gp"]))
@@ -764,31 +866,40 @@ def bench_build(budget, space_file, points, data, storage, study_name, seed, ray
     "--budget-seconds", type=click.FloatRange(0, min_open=True),
     help="Simulated wall-clock seconds.  [default: what the workers need for 24 full trainings, a default search]",
 )
+@click.option(
+    "--objectives", "objectives_text", default="top1,macs", show_default=True,
+    help="The search's objectives: top1 and macs, latency or both (latency: the table's, measured by nas bench latency).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print every replay's trace as JSON.")
-def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, as_json):
+def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, objectives_text, as_json):
     """Replay searches against a table, in seconds: the hypervolume of their fronts on a simulated clock.
 
     The real searcher, sampler and scheduler; each trial reports what it would report under --scheduler,
     at the wall-clock seconds the table measured (training, evaluations, Ray's start; older tables: the
     training alone), --workers trials at a time (nas/replay.py says how a draw is answered). The table
-    shows the trials each rung (in epochs) stopped; the hypervolume's reference point is printed with it.
+    shows the trials each rung (in epochs) stopped; the hypervolume, in --objectives, is printed with its
+    reference point. --objectives top1,latency searches on the latency the table measured (nas bench latency),
+    told to the sampler and ranked on by the scheduler as in a search with that objective.
     """
     import numpy as np
 
     from dashboards.pareto import REFERENCE
 
-    from .bench import DEFAULT_TABLE, Table
+    from .bench import DEFAULT_TABLE, Table, objective_keys, parse_objectives
     from .replay import replay
 
     table_path = table_path or str(DEFAULT_TABLE)
     table = Table.load(table_path)
-    runs = [replay(table, sampler, scheduler, seed, workers, budget_seconds) for seed in range(seeds)]
-    (top1, macs) = table.reference_point()
-    reference = {"proxy_top1": top1, "macs": macs, "normalised": [REFERENCE, REFERENCE]}
+    objectives = parse_objectives(objectives_text)
+    table.check_objectives(objectives)
+    runs = [replay(table, sampler, scheduler, seed, workers, budget_seconds, objectives=objectives) for seed in range(seeds)]
+    point = table.reference_point(objectives)
+    reference = {**dict(zip(objective_keys(objectives), point)), "normalised": [REFERENCE] * len(objectives)}
+    whole = table.hypervolume(table.points, objectives)
     if as_json:
         return emit_json({
-            "table": table_path, "reference_point": reference, "table_front_hypervolume": table.hypervolume(table.points),
-            "runs": [r.summary() for r in runs],
+            "table": table_path, "objectives": list(objectives), "reference_point": reference, "table_front_hypervolume": whole,
+            "latency_device": table.latency["device"] if "latency" in objectives else None, "runs": [r.summary() for r in runs],
         })
     table_rows = [
         (r.seed, f"{r.hypervolume:.4f}", r.tally.complete, r.tally.pruned,
@@ -798,21 +909,26 @@ def bench_run(table_path, sampler, scheduler, seeds, workers, budget_seconds, as
     from .console import table as print_table
 
     print_table(
-        f"{sampler} + {scheduler}: {workers} workers, {runs[0].budget_seconds:.0f} simulated seconds",
+        f"{sampler} + {scheduler} on {', '.join(objectives)}: {workers} workers, {runs[0].budget_seconds:.0f} simulated seconds",
         ["seed", "hypervolume", "complete", "pruned", "stopped at rung (epochs)", "failed", "sampler time"], table_rows,
         right=["hypervolume", "complete", "pruned", "failed", "sampler time"],
     )
     low, median, high = np.percentile([r.hypervolume for r in runs], [25, 50, 75])
     out.print(
-        f"hypervolume: median {median:.4f}, interquartile range {low:.4f}-{high:.4f} over {len(runs)} seeds "
-        f"(the table's whole front: {table.hypervolume(table.points):.4f})",
+        f"hypervolume in ({', '.join(objectives)}): median {median:.4f}, interquartile range {low:.4f}-{high:.4f} over "
+        f"{len(runs)} seeds (the table's whole front: {whole:.4f})",
         markup=False,
     )
+    units = {"top1": lambda v: f"{v:.1f}% top-1", "macs": lambda v: f"{v / 1e9:.2f} GMACs", "latency": lambda v: f"{v:.1f} ms"}
     out.print(
-        f"objectives normalised to the table front's box; reference point ({REFERENCE:g}, {REFERENCE:g}) = "
-        f"{top1:.1f}% top-1, {macs / 1e9:.2f} GMACs",
+        f"objectives normalised to the table front's box; reference point ({', '.join(format(REFERENCE, 'g') for _ in objectives)}) = "
+        f"{', '.join(units[name](value) for name, value in zip(objectives, point))}",
         markup=False,
     )
+    if "latency" in objectives:
+        from searchspace.latency import Device
+
+        out.print(f"latency measured on {Device.from_dict(table.latency['device']).describe()}", markup=False)
     if any(r.exhausted for r in runs):
         out.print("some replays tried every table point before the budget ran out: the budget is too large for the table", markup=False)
 

@@ -19,10 +19,13 @@ from ray.tune.experiment import Trial  # the type; made by ray_internals.stand_i
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
+from dashboards.pareto import hypervolume_history
 from searchspace import ArchSpec, NasError, SearchSpace, count
 from trials import record
+from trials.goals import Goals
 
-from .bench import Table, TablePoint
+from .bench import DEFAULT_OBJECTIVES, Table, TablePoint, directions, objective_keys
+from .latency_source import Answer
 from .ray_internals import stand_in_trial
 from .scheduler import evaluation_points, make_scheduler, rungs_of
 from .searcher import StudySearcher, Tally
@@ -46,10 +49,16 @@ class TableSearcher(StudySearcher):
     where it lies, as in a real search; every draw costs one training, as new points do there. Ties go
     to a seeded random choice. A draw whose proxy network is a table point's is that point, and once that
     point was trained, a repeat (or proxy twin) for the sampler, as in a search. `fidelity` keeps (Gower
-    distance, |log MACs ratio|) of every stand-in."""
+    distance, |log MACs ratio|) of every stand-in.
 
-    def __init__(self, table: Table, study: optuna.Study, space: SearchSpace, sampler, seed: int):
-        super().__init__(study, space, table.budget, table.recipe, len(table.points), (), sampler)
+    `objectives` (names of nas.bench.OBJECTIVE_KEYS) are the study's goals (trials.goals), within the table's
+    budget, as a search's are; where latency is one, its source is the table's measurement (`LatencyInTable`)."""
+
+    def __init__(self, table: Table, study: optuna.Study, space: SearchSpace, sampler, seed: int,
+                 objectives: tuple[str, ...] = DEFAULT_OBJECTIVES):
+        goals = Goals(objective_keys(objectives), Goals.of(table.budget).constraints)
+        latency = LatencyInTable(table) if goals.needs_latency else None
+        super().__init__(study, space, table.budget, table.recipe, len(table.points), (), sampler, goals=goals, latency=latency)
         self.table = table
         self.fidelity: list[tuple[float, float]] = []
         self._rng = np.random.default_rng(seed)
@@ -84,6 +93,26 @@ class TableSearcher(StudySearcher):
         self.fidelity.append((float(gower[i]), float(cost[i] * g["log_range"])))
         point = self.table.points[i]
         return self.drafts.stand_in(draft, g["params"][i], g["distributions"][i]), ArchSpec.model_validate(point.spec)
+
+
+class LatencyInTable:
+    """A replay's latency source (the interface of nas.latency_source's): the latency `nas bench latency`
+    measured of a table point, answered at once; a proxy twin's is that of the table point whose proxy network
+    it shares (the only full-size network of it the table measured). A draw the table holds no point of has
+    none: the searcher judges the table point that stands in for it (TableSearcher.stand_in) instead."""
+
+    measures_here = False
+
+    def __init__(self, table: Table):
+        self.by_id = {p.id: p for p in table.points}
+        self.by_proxy = {p.proxy_id: p for p in table.points}
+        self.recipe = table.recipe
+
+    def known(self, spec: ArchSpec) -> Answer | None:
+        point = self.by_id.get(spec.id) or self.by_proxy.get(self.recipe.proxy_id(spec))
+        if point is None or point.latency is None:
+            return None
+        return Answer(point.latency_ms, "measured", point.latency.get("iqr_ms"))
 
 
 def _encode(distribution, value) -> float:
@@ -123,7 +152,8 @@ def _coordinates(table: Table, space: SearchSpace) -> dict:
 
 @dataclass
 class Replay:
-    """One replayed search: the hypervolume of its front of complete points against simulated seconds."""
+    """One replayed search: the hypervolume of its front of complete points (in its objectives) against simulated
+    seconds, and when each point completed (to score the same search in other objectives: `trace_in`)."""
 
     sampler: str
     scheduler: str
@@ -138,14 +168,26 @@ class Replay:
     fidelity: list[tuple[float, float]]
     suggest_seconds: float  # real seconds the searcher and its sampler took (not on the simulated clock)
     exhausted: bool  # every table point was tried before the budget ran out
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    completed: list[tuple[float, str]] = field(default_factory=list)  # (simulated seconds, point id) of each complete trial
 
     @property
     def hypervolume(self) -> float:
         return self.trace[-1][1]
 
+    def trace_in(self, table: Table, objectives: tuple[str, ...]) -> list[tuple[float, float]]:
+        """The trace as it would read in other `objectives` (e.g. a MACs-only search scored in top-1 and latency):
+        the hypervolume of the complete points so far, in the table front's box in those objectives."""
+        if not self.completed:
+            return [(0.0, 0.0)]
+        box = table.box(objectives)
+        values = [table.point(i).values(objectives) for _, i in self.completed]
+        return [(0.0, 0.0)] + [(t, hv) for (t, _), hv in zip(self.completed, hypervolume_history(values, box))]
+
     def summary(self) -> dict:
         return {
             "sampler": self.sampler, "scheduler": self.scheduler, "seed": self.seed, "workers": self.workers,
+            "objectives": list(self.objectives),
             "budget_seconds": self.budget_seconds, "hypervolume": self.hypervolume,
             "complete": self.tally.complete, "pruned": self.tally.pruned, "failed": self.tally.failed,
             "draws_over_budget": self.tally.over_budget, "table_exhausted": self.exhausted,
@@ -156,7 +198,7 @@ class Replay:
 
 def replay(
     table: Table, sampler: str = "tpe", scheduler: str = "pareto", seed: int = 0, workers: int = 2,
-    budget_seconds: float | None = None, trials: int | None = None,
+    budget_seconds: float | None = None, trials: int | None = None, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES,
 ) -> Replay:
     """Replay a search against `table`: the real StudySearcher (on an in-memory study) and scheduler, `workers`
     trials at a time on a simulated clock. A trial reports what the trainable reports under `scheduler`
@@ -167,20 +209,25 @@ def replay(
     next trial at once. The clock never counts the sampler's own time (measured apart), so the same seed
     gives the same trace. At the budget the running trials are stopped, as Ray's time budget does.
     `trials` is what the sampler is sized for, as `nas search --trials` sizes it (TPE's random start,
-    NSGA-II's population); by default the full trainings the budget holds.
+    NSGA-II's population); by default the full trainings the budget holds. `objectives` (names of
+    nas.bench.OBJECTIVE_KEYS: top1 and macs, the default, or latency, which the table must have measured: `nas bench
+    latency`) are the search's, told to its sampler and ranked on by MO-ASHA as in a search on them; the
+    hypervolume is in them.
     A table made from a search (Table.of_search) holds the curves of its stopped points only as far as they
     ran: a replay that would train one further is not that search, and raises NasError."""
+    objectives = tuple(objectives)
+    table.check_objectives(objectives)
     space = table.load_space()
     budget_seconds = budget_seconds or table.default_budget_seconds(workers)
     wanted = evaluation_points(scheduler, table.recipe.epochs)  # where the trainable evaluates under this scheduler
     grid = {k / table.evaluations_per_epoch for k in range(1, table.evaluations_per_epoch * table.recipe.epochs)}
     if set(wanted) - grid:
         raise NasError(f"the table has {table.evaluations_per_epoch} evaluations an epoch; --scheduler {scheduler} evaluates at {wanted} epochs")
-    study = optuna.create_study(directions=list(record.DIRECTIONS))
-    searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, trials or table.full_trainings(budget_seconds, workers)), seed)
-    trial_scheduler = make_scheduler(scheduler, table.recipe.epochs)
+    study = optuna.create_study(directions=list(directions(objectives)))
+    searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, trials or table.full_trainings(budget_seconds, workers)), seed, objectives)
+    trial_scheduler = make_scheduler(scheduler, table.recipe.epochs, objectives=searcher.goals.objectives)
     milestones = rungs_of(table.recipe.epochs)
-    log, trace, complete, events = [], [(0.0, 0.0)], [], []
+    log, trace, complete, completed, events = [], [(0.0, 0.0)], [], [], []
     stopped = {m: 0 for m in milestones} if scheduler != "none" else {}
     running: dict[str, _Running] = {}
     clock, thinking = 0.0, 0.0
@@ -209,7 +256,8 @@ def replay(
         searcher.on_trial_complete(run.trial.trial_id, run.last)
         if searcher.tally.complete > before:
             complete.append(run.point)
-            trace.append((clock, table.hypervolume(complete)))
+            completed.append((clock, run.point.id))
+            trace.append((clock, table.hypervolume(complete, objectives)))
         log.append((clock, run.trial.trial_id, run.point.id, study.get_trials(deepcopy=False)[run.trial.config["trial_number"]].state.name.lower()))
 
     for _ in range(workers):
@@ -241,7 +289,7 @@ def replay(
         finish(running[trial_id])
     return Replay(
         sampler, scheduler, seed, workers, budget_seconds, trace, log, stopped, study, searcher.tally, searcher.fidelity, thinking,
-        exhausted=searcher.tally.started >= len(table.points),
+        exhausted=searcher.tally.started >= len(table.points), objectives=objectives, completed=completed,
     )
 
 
@@ -279,7 +327,7 @@ def _results(point: TablePoint, wanted: list[float]) -> list[tuple[float, dict]]
         if i in kept:
             results.append((clock[i] - skipped, {
                 "progress": progress, "epoch": int(progress + 1e-9), record.PROXY_TOP1: top1, record.TRAIN_SECONDS: seconds,
-                record.MACS: point.macs,
+                record.MACS: point.macs, **({record.LATENCY_MS: point.latency_ms} if point.latency else {}),
             }))
         elif record.WALL_SECONDS in curve and i + 1 < len(clock):
             skipped += (clock[i + 1] - clock[i]) - (curve[record.TRAIN_SECONDS][i + 1] - seconds)

@@ -354,12 +354,14 @@ class StudySearcher(Searcher):
     def _judge(self, spec: ArchSpec) -> tuple[dict, Constraint | None] | None:
         """The point's measures (MACs; its latency where the goals need one) and the first constraint it breaks
         (None: it meets them all). MACs are judged first: a point they refuse is not measured. None when its
-        latency must be measured while a trial of this search trains (see `suggest`)."""
+        latency must be measured while a trial of this search trains (see `suggest`). A source that does not
+        measure here and has no answer (a replay's table, for a draw it holds no point of: nas.replay) leaves the
+        latency unknown, which breaks no constraint."""
         measures = {record.MACS: count(spec).macs}
         broken = self.goals.broken(measures)
         if self.goals.needs_latency:
             answer = self.latency.known(spec)
-            if answer is None and broken is None:
+            if answer is None and broken is None and self.latency.measures_here:
                 if self._stored_trial:
                     return None
                 answer = self.latency.measure(spec)
