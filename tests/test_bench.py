@@ -287,18 +287,18 @@ def test_a_replay_against_a_searchs_own_curves_makes_every_scheduler_decision_th
     - the pairing of freed workers and new trials: the driver hands a freed worker to the next trial in the
       order the workers were freed, as the replay does, unless a trial starts (Ray starts a process for it:
       seconds) before the end of a trial that finished first has been handled (milliseconds);
-    - a point the search trained twice or a failed training redrawn: none here (tiny space, six draws, no
+    - a point the search trained twice or a failed training redrawn: none here (tiny space, eight draws, no
       divergence), and the replay raises where a curve it needs was never measured."""
     data = fashion_like(tmp_path / "idx", images=400)
     storage = f"sqlite:///{tmp_path}/search.db"
     run = nas(
         "search", "--budget", "4.5G", "--space", "tiny", "--seed", "3", "--sampler", "random", "--scheduler", "pareto",
-        "--max-concurrent", "2", "--trials", "6", "--data", str(data), "--subset", "80", "--held-out", "256",
+        "--max-concurrent", "2", "--trials", "8", "--data", str(data), "--subset", "80", "--held-out", "256",
         "--proxy-batch-size", "16", "--storage", storage, "--json", cwd=tmp_path,
     )  # 5 steps an epoch: the mid-epoch evaluation at 0.6 epochs
     assert run.returncode == 0, run.stderr[-3000:]
     study = optuna.load_study(study_name=json.loads(run.stdout)["study"], storage=storage)
-    replayed = replay(Table.of_search(study, load_space("tiny")), "random", "pareto", seed=3, workers=2, budget_seconds=1e9, trials=6)
+    replayed = replay(Table.of_search(study, load_space("tiny")), "random", "pareto", seed=3, workers=2, budget_seconds=1e9, trials=8)
 
     def decisions(trials):
         return [(t.user_attrs[record.SPEC_ID], t.state.name, t.user_attrs[record.EPOCHS]) for t in trials]
