@@ -193,6 +193,19 @@ def recipe_figures(runs: list[dict], recipe: str, reference: dict) -> dict | Non
     }
 
 
+def paired_cost(runs: list[dict]) -> dict[str, tuple]:
+    """Each recipe's seconds per trial over old's for the same network and seed: `recipes` interleaves them, so
+    the two ran at once on the two workers, under one load."""
+    seconds = {(r["recipe"], r["variant"], r["point"]): r["train_seconds"] + r["eval_seconds"] for r in runs if r["top1"] is not None}
+    out = {}
+    for recipe in {r["recipe"] for r in runs} - {"old"}:
+        ratios = [v / seconds[("old", variant, point)] for (name, variant, point), v in seconds.items()
+                  if name == recipe and variant in ("seed0", "seed1") and ("old", variant, point) in seconds]
+        if ratios:
+            out[recipe] = (float(np.median(ratios)), *np.percentile(ratios, [25, 75]), len(ratios))
+    return out
+
+
 def report(path: Path) -> None:
     runs = load(path)
     rows = decomposition(runs)
@@ -205,6 +218,7 @@ def report(path: Path) -> None:
     figures = [f for f in (recipe_figures(runs, name, reference) for name in recipes()) if f]
     if figures:
         base = next((f["seconds_per_trial"] for f in figures if f["recipe"] == "old"), None)
+        paired = paired_cost(runs)
         print("\nRecipes (seeds 0 and 1 over the panel; medians of seconds per trial, one thread, this machine's load):")
         for f in figures:
             cost = f" ({f['seconds_per_trial'] / base:.2f}x old)" if base else ""
@@ -215,6 +229,10 @@ def report(path: Path) -> None:
                 f"vs reference tau {f['reference_tau']:.3f} [{f['reference_interval'][0]:.2f}, {f['reference_interval'][1]:.2f}] "
                 f"(n {f['reference_n']}); {f['seconds_per_trial']:.1f} s per trial{cost}, evaluations {f['eval_share']:.0%}"
             )
+            if f["recipe"] in paired:
+                ratio, low, high, n = paired[f["recipe"]]
+                print(f"      seconds per trial against old, trained side by side (same network, seed, load): median {ratio:.2f}x, "
+                      f"interquartile {low:.2f}-{high:.2f}x over {n} pairs")
             for failure in f["failed"]:
                 print(f"      failed: {failure}")
     print(f"\nload average now: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
