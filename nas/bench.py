@@ -52,7 +52,7 @@ def table_points(space: SearchSpace, budget: int, n: int, seed: int, recipe: Pro
 
 def build_table(opts: SearchOptions, points: int, export: str | None = None, console=None) -> dict:
     """Train the table's points as a search whose queue holds exactly them (`opts.scheduler` none: every
-    point trains fully, evaluated every half epoch), score their zero-cost proxies, and export the table
+    point trains fully, evaluated every half epoch, so any scheduler's rungs are in its curve), score their zero-cost proxies, and export the table
     when `export` names a file. Rerun, it continues: a settled point is never trained again."""
     from .scheduler import EVALUATIONS_PER_EPOCH
     from .search import run_search
@@ -73,7 +73,7 @@ def build_table(opts: SearchOptions, points: int, export: str | None = None, con
     if todo:
         run_search(
             replace(opts, study_name=name, queue=todo, draws=False, role="bench", trials=len(todo), scheduler="none", baselines=False,
-                    evaluations_per_epoch=EVALUATIONS_PER_EPOCH),
+                    evaluate_at=tuple(k / EVALUATIONS_PER_EPOCH for k in range(1, EVALUATIONS_PER_EPOCH * opts.recipe.epochs))),
             console,
         )
     with storage_errors(opts.storage):
@@ -109,7 +109,7 @@ def _score_zero_cost(study: optuna.Study, specs: list[ArchSpec], opts: SearchOpt
     if not missing:
         return 0
     r = opts.recipe
-    data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed)
+    data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed, r.held_out_from)
     say(f"zero-cost proxies for {len(missing)} points")
     for spec in missing:
         study.set_user_attr(f"{record.ZERO_COST}:{spec.id}", zero_cost_scores(spec, data, r, seed=r.seed))

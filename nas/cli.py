@@ -402,15 +402,16 @@ def ray_options(f):
 
 
 # --- proxy recipes -----------------------------------------------------------------------------------------------
-def recipe_options(prefix: str, defaults: ProxyRecipe, quarter_held_out: bool = False):
-    """The options of a training recipe, named --PREFIX-epochs ... (the proxy's subset is plain --subset);
-    `quarter_held_out`: the held-out images default to a quarter of the training images, not to `defaults`."""
+def recipe_options(prefix: str, defaults: ProxyRecipe):
+    """The options of a training recipe, named --PREFIX-epochs ... (the proxy's subset and held-out images are
+    plain --subset, --held-out and --rung-held-out)."""
     subset = "--subset" if prefix == "proxy" else f"--{prefix}-subset"
     held_out = "--held-out" if prefix == "proxy" else f"--{prefix}-held-out"
+    rung_held_out = "--rung-held-out" if prefix == "proxy" else f"--{prefix}-rung-held-out"
     options = [
         *([click.option("--proxy-base", type=click.Choice(list(BASES)), default="cpu", show_default=True,
                         help="The recipe the --proxy-* options, --subset and --held-out start from: cpu (their defaults below) "
-                        "or gpu (112 px, width 0.5, 20000 images, 2500 held out, batch 128); an option given overrides it.")]
+                        "or gpu (112 px, width 0.5, 20000 images, batch 128); an option given overrides it.")]
           if prefix == "proxy" else []),
         click.option(f"--{prefix}-epochs", default=defaults.epochs, show_default=True, type=click.IntRange(1)),
         click.option(f"--{prefix}-resolution", default=defaults.resolution, show_default=True, type=click.IntRange(8, 512)),
@@ -420,8 +421,18 @@ def recipe_options(prefix: str, defaults: ProxyRecipe, quarter_held_out: bool = 
                      help="clamp: windows keep their size on the small maps; keep: they shrink so every stage keeps its full-size number of windows."),
         click.option(f"--{prefix}-width", default=defaults.width, show_default=True, type=click.FloatRange(0.05, 1.0), help="Width multiplier."),
         click.option(subset, f"{prefix}_subset", default=defaults.subset, show_default=True, type=click.IntRange(16), help="Training images."),
-        click.option(held_out, f"{prefix}_held_out", type=click.IntRange(16), default=None if quarter_held_out else defaults.val_size,
-                     show_default=not quarter_held_out, help="Held-out images the top-1 is measured on." + ("  [default: a quarter of the training images, 64 to 1500]" if quarter_held_out else "")),
+        click.option(held_out, f"{prefix}_held_out", type=click.IntRange(16), default=defaults.val_size, show_default=True,
+                     help="Held-out images the final top-1 is measured on: the data's test split (Fashion-MNIST's t10k, CIFAR's test_batch, "
+                     "an ImageFolder's val/ or test/), the same images for every trial and seed."),
+        click.option(rung_held_out, f"{prefix}_rung_held_out", type=click.IntRange(16), default=defaults.rung_val_size, show_default=True,
+                     help="The first of them that score a scheduler's rungs (a rank is decided there, not a score kept)."),
+        click.option(f"--{prefix}-held-out-from", type=click.Choice(["test", "train"]), default=defaults.held_out_from, show_default=True,
+                     help="test: the data's test split (a fixed draw of the training images where it has none); train: drawn from the training "
+                     "images with the seed, as earlier versions did (to resume their studies)."),
+        click.option(f"--{prefix}-clip-grad", type=click.FloatRange(0), default=defaults.clip_grad, show_default=True,
+                     help="Clip the gradients' norm to this (0: no clipping): steadies the narrow networks that swung most between seeds."),
+        click.option(f"--{prefix}-bn-batches", type=click.IntRange(0), default=defaults.bn_batches, show_default=True,
+                     help="Re-estimate BatchNorm statistics on this many training batches before each evaluation (0: the running averages)."),
         click.option(f"--{prefix}-batch-size", default=defaults.batch_size, show_default=True, type=click.IntRange(1)),
         click.option(f"--{prefix}-lr", default=defaults.lr, show_default=True, type=click.FloatRange(0, min_open=True)),
         click.option(f"--{prefix}-seeds", default=defaults.seeds, show_default=True, type=click.IntRange(1),
@@ -442,7 +453,7 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
     user did not give takes the GPU recipe's value."""
     base = BASES[kwargs.pop("proxy_base", None) or "cpu"] if prefix == "proxy" else BASES["cpu"]
     ctx = click.get_current_context()
-    field = {"subset": "subset", "held_out": "val_size"}
+    field = {"subset": "subset", "held_out": "val_size", "rung_held_out": "rung_val_size"}
 
     def get(name):
         value = kwargs.pop(f"{prefix}_{name}")
@@ -450,11 +461,11 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
             return None if name == "stem_stride" else getattr(base, field.get(name, name))
         return value
 
-    subset = get("subset")
     stride = get("stem_stride")
     return ProxyRecipe(
-        epochs=get("epochs"), resolution=get("resolution"), width=get("width"), subset=subset,
-        val_size=get("held_out") or min(1500, max(64, subset // 4)), batch_size=get("batch_size"), lr=get("lr"), seed=seed,
+        epochs=get("epochs"), resolution=get("resolution"), width=get("width"), subset=get("subset"),
+        val_size=get("held_out"), rung_val_size=get("rung_held_out"), held_out_from=get("held_out_from"),
+        batch_size=get("batch_size"), lr=get("lr"), clip_grad=get("clip_grad"), bn_batches=get("bn_batches"), seed=seed,
         seeds=get("seeds"), stem_stride=int(stride) if stride else None, windows=get("windows"),
     )
 
@@ -482,7 +493,7 @@ def recipe_from(kwargs: dict, prefix: str, seed: int) -> ProxyRecipe:
     help="Stop weak trials at half an epoch, then every doubling: pareto ranks them on both objectives (MO-ASHA), asha on proxy top-1 alone; none trains every trial fully.",
 )
 @ray_options
-@recipe_options("proxy", ProxyRecipe(), quarter_held_out=True)
+@recipe_options("proxy", ProxyRecipe())
 @click.option("--baselines/--no-baselines", default=False, help="Train the presets that fit the budget first.")
 @click.option("--artifact-dir", default="nas-artifacts", show_default=True, help="Where each finished trial's exported config is stored (Optuna artifacts).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the front as JSON.")
@@ -523,7 +534,7 @@ def search(budget, min_macs, latency, max_latency, latency_table, latency_thread
 @click.option("--points", default=8, show_default=True, type=click.IntRange(0), help="Points drawn within the budget, beside the presets (convolution-like, attention and hybrid alike).")
 @click.option("--presets/--no-presets", default=True, show_default=True, help="Put the in-budget presets in the panel.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the panel and of the first training.")
-@recipe_options("proxy", ProxyRecipe(seeds=2), quarter_held_out=True)
+@recipe_options("proxy", ProxyRecipe(seeds=2))
 @recipe_options("reference", REFERENCE_RECIPE)
 @ray_options
 @click.option("--export", "export_path", help="Also write every calibration run in the storage (all recipes) as CSV (.csv.gz: compressed).")

@@ -24,8 +24,7 @@ from trials import record
 
 from .bench import Table, TablePoint
 from .ray_internals import stand_in_trial
-from .scheduler import make_scheduler, rungs_of
-from .search import evaluations_per_epoch
+from .scheduler import evaluation_points, make_scheduler, rungs_of
 from .searcher import StudySearcher, Tally
 from .study import make_sampler
 
@@ -173,9 +172,10 @@ def replay(
     ran: a replay that would train one further is not that search, and raises NasError."""
     space = table.load_space()
     budget_seconds = budget_seconds or table.default_budget_seconds(workers)
-    every = evaluations_per_epoch(scheduler)  # what the trainable reports under this scheduler
-    if table.evaluations_per_epoch % every:
-        raise NasError(f"the table has {table.evaluations_per_epoch} evaluations an epoch; --scheduler {scheduler} needs {every}")
+    wanted = evaluation_points(scheduler, table.recipe.epochs)  # where the trainable evaluates under this scheduler
+    grid = {k / table.evaluations_per_epoch for k in range(1, table.evaluations_per_epoch * table.recipe.epochs)}
+    if set(wanted) - grid:
+        raise NasError(f"the table has {table.evaluations_per_epoch} evaluations an epoch; --scheduler {scheduler} evaluates at {wanted} epochs")
     study = optuna.create_study(directions=list(record.DIRECTIONS))
     searcher = TableSearcher(table, study, space, make_sampler(sampler, seed, trials or table.full_trainings(budget_seconds, workers)), seed)
     trial_scheduler = make_scheduler(scheduler, table.recipe.epochs)
@@ -198,7 +198,7 @@ def replay(
         trial = stand_in_trial(trial_id, config)
         trial_scheduler.on_trial_add(None, trial)
         searcher.started(trial_id)
-        running[trial_id] = run = _Running(trial, point, _results(point, every, table.evaluations_per_epoch), clock)
+        running[trial_id] = run = _Running(trial, point, _results(point, wanted), clock)
         log.append((clock, trial_id, point.id, "start"))
         heapq.heappush(events, (run.arrival(0), int(trial_id), 0))
 
@@ -259,10 +259,10 @@ class _Running:
         return self.begin + self.results[k][0]
 
 
-def _results(point: TablePoint, every: int, per_epoch: int) -> list[tuple[float, dict]]:
-    """The results the trainable reports for a point when it evaluates `every` times an epoch (nas.search:
-    twice for pareto and asha, once for none), out of the table's `per_epoch` evaluations an epoch (the
-    last of each epoch ends it): as Ray hands them on, each with the seconds after its start when it arrives.
+def _results(point: TablePoint, wanted: list[float]) -> list[tuple[float, dict]]:
+    """The results the trainable reports for a point when it evaluates at `wanted` (epochs: the scheduler's
+    rungs, nas.scheduler.evaluation_points) and at its end: the table's first evaluation at or past each of
+    `wanted`, and its last; as Ray hands them on, each with the seconds after its start when it arrives.
 
     Those are the wall-clock seconds the table measured (training, evaluations, Ray's start and reports,
     as a search sees them), less the evaluations this trainable would not make (each as long as the next
@@ -271,13 +271,12 @@ def _results(point: TablePoint, every: int, per_epoch: int) -> list[tuple[float,
     failure's own time was not measured: it comes a little early)."""
     curve = point.curve
     clock = curve.get(record.WALL_SECONDS) or curve[record.TRAIN_SECONDS]
-    stride = per_epoch // every
-    results, skipped, position, epoch = [], 0.0, 0, None
-    for i, (progress, top1, seconds) in enumerate(zip(curve["progress"], curve[record.PROXY_TOP1], curve[record.TRAIN_SECONDS])):
-        whole = math.ceil(progress - 1e-9)
-        position = position + 1 if whole == epoch else 1  # this evaluation's place in its epoch
-        epoch = whole
-        if position % stride == 0 or abs(progress - whole) < 1e-9:
+    progresses = curve["progress"]
+    kept = {min((i for i, p in enumerate(progresses) if p >= w - 1e-9), default=None) for w in wanted}
+    kept.add(len(progresses) - 1 if point.complete else None)  # a failed point's last report is its failure
+    results, skipped = [], 0.0
+    for i, (progress, top1, seconds) in enumerate(zip(progresses, curve[record.PROXY_TOP1], curve[record.TRAIN_SECONDS])):
+        if i in kept:
             results.append((clock[i] - skipped, {
                 "progress": progress, "epoch": int(progress + 1e-9), record.PROXY_TOP1: top1, record.TRAIN_SECONDS: seconds,
                 record.MACS: point.macs,

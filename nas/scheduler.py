@@ -148,6 +148,12 @@ def rungs_of(epochs: int, reduction_factor: float = REDUCTION_FACTOR) -> list[fl
     return rungs
 
 
+def evaluation_points(scheduler: str, epochs: int) -> list[float]:
+    """Where a trial is evaluated before its end (in epochs): the rungs, where `scheduler` decides; none for
+    `none`, which decides nothing. The trainable always evaluates the end too (trials.train_proxy)."""
+    return [] if scheduler == "none" else rungs_of(epochs)
+
+
 def make_scheduler(
     name: str, epochs: int, reduction_factor: float = REDUCTION_FACTOR, objectives: tuple[str, ...] = (record.PROXY_TOP1, record.MACS),
 ) -> TrialScheduler:

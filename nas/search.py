@@ -74,7 +74,7 @@ class SearchOptions:
     queue: list = field(default_factory=list)  # specs to train first (a calibration's panel ...)
     draws: bool = True  # False: train the queue only, never a point the sampler draws
     role: str = "search"  # what the study is for (trials.record.STUDY_ROLE)
-    evaluations_per_epoch: int | None = None  # None: as the scheduler needs (see evaluations_per_epoch)
+    evaluate_at: tuple[float, ...] | None = None  # epochs to evaluate at before the end; None: the scheduler's rungs
     artifact_dir: str = "nas-artifacts"
 
     @property
@@ -145,7 +145,7 @@ def prepare(opts: SearchOptions, say=print) -> Prepared:
         )
         stale = fail_stale_trials(study)
     r = opts.recipe
-    data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed)
+    data = load_proxy_data(opts.data, r.resolution, r.subset, r.val_size, r.seed, r.held_out_from)
     baselines = list(opts.queue)
     if opts.baselines:  # their latencies are judged when queued (StudySearcher._enqueue), before anything trains
         baselines += [preset(n) for n in preset_names() if goals.broken({record.MACS: count(preset(n)).macs}) is None]
@@ -224,20 +224,13 @@ def _ray_token_available() -> bool:
     ).is_file()
 
 
-def evaluations_per_epoch(scheduler: str) -> int:
-    """How often a trial is evaluated: every half epoch where a scheduler decides mid-epoch, else once."""
-    from .scheduler import EVALUATIONS_PER_EPOCH
-
-    return 1 if scheduler == "none" else EVALUATIONS_PER_EPOCH
-
-
 def run_search(opts: SearchOptions, console=None) -> dict:
     """Run the search; returns a summary. Raises NasError for anything the user can fix."""
     configure_ray_environment(opts.ray.address)
     from ray import tune
 
     from .progress import SearchProgress
-    from .scheduler import make_scheduler
+    from .scheduler import evaluation_points, make_scheduler
     from .searcher import StudySearcher
     from .trainable import proxy_trial
 
@@ -269,7 +262,7 @@ def run_search(opts: SearchOptions, console=None) -> dict:
         tune.with_parameters(
             proxy_trial, data=prep.data, recipe=opts.recipe.as_dict(), threads=max(1, int(opts.ray.cpus_per_trial)),
             memory_limit=opts.ray.max_memory_per_trial,
-            evaluations_per_epoch=opts.evaluations_per_epoch or evaluations_per_epoch(opts.scheduler),
+            evaluate_at=evaluation_points(opts.scheduler, opts.recipe.epochs) if opts.evaluate_at is None else list(opts.evaluate_at),
         ),
         {"cpu": opts.ray.cpus_per_trial, "gpu": gpus},
     )

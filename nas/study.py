@@ -195,7 +195,7 @@ def open_search_study(
                 if key == record.STUDY_RECIPE:  # only what differs, as the options that set it
                     fields = [k for k in now if was.get(k) != now[k]]
                     was = ", ".join(f"{k} {was.get(k)!r}" for k in fields)
-                    option = {"subset": "--subset", "val_size": "--held-out"}
+                    option = {"subset": "--subset", "val_size": "--held-out", "rung_val_size": "--rung-held-out"}
                     now = ", ".join(f"{now[k]!r} ({option.get(k, '--proxy-' + k.replace('_', '-'))})" for k in fields)
                 if key == record.STUDY_SPACE_HASH:
                     was = f"{stored.get(record.STUDY_SPACE, '?')} (sha256 {was[:12]})"

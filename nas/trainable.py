@@ -1,5 +1,5 @@
-"""The Ray Tune trainable: one proxy training, reported at every evaluation (each epoch, or each part of
-one) with the full-size network's MACs (and latency, where the study has it as an objective: the searcher
+"""The Ray Tune trainable: one proxy training, reported at every evaluation (the scheduler's rungs and the
+end) with the full-size network's MACs (and latency, where the study has it as an objective: the searcher
 puts it in the config), so schedulers can stop it on every objective, and the Ray node it runs on, which
 the trial records.
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 
 def proxy_trial(
-    config: dict, data, recipe: dict, threads: int = 1, memory_limit: int | None = None, evaluations_per_epoch: int = 1
+    config: dict, data, recipe: dict, threads: int = 1, memory_limit: int | None = None, evaluate_at: list[float] = ()
 ) -> None:
     import ray
     import torch
@@ -29,7 +29,7 @@ def proxy_trial(
     if record.LATENCY_MS in config:
         fixed[record.LATENCY_MS] = config[record.LATENCY_MS]
     with memory_cap(memory_limit):
-        results = train_seeds(spec, data, ProxyRecipe(**recipe), device, evaluations_per_epoch)
+        results = train_seeds(spec, data, ProxyRecipe(**recipe), device, evaluate_at)
         while True:
             try:
                 result = next(results)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-FAST = ["--space", "tiny", "--subset", "256", "--proxy-epochs", "2", "--seed", "0", "--scheduler", "none"]
+FAST = ["--space", "tiny", "--subset", "256", "--held-out", "512", "--proxy-epochs", "2", "--seed", "0", "--scheduler", "none"]
 STUDY = "tiny-4.5G-fashion-mnist"
 
 

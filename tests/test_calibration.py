@@ -91,8 +91,9 @@ def nas(*args, cwd):
 
 @pytest.mark.slow
 def test_calibrating_a_tiny_panel_stores_every_run_and_its_figures_reach_search_and_confirm(tmp_path, proxy_data_dir):
-    fast = ["--space", "tiny", "--data", str(proxy_data_dir), "--subset", "96", "--proxy-epochs", "1"]
-    reference = ["--reference-subset", "128", "--reference-epochs", "1"]
+    # a few steps each, so a network is told from chance (a training that ends at chance fails as collapsed)
+    fast = ["--space", "tiny", "--data", str(proxy_data_dir), "--subset", "256", "--held-out", "512", "--proxy-epochs", "1"]
+    reference = ["--reference-subset", "384", "--reference-held-out", "512", "--reference-epochs", "1"]
     run = nas("calibrate", *fast, *reference, "--points", "3", "--no-presets", "--json", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     figures = json.loads(run.stdout)
@@ -246,6 +247,9 @@ def test_the_reference_stem_stride_adapts_to_the_reference_resolution_as_the_pro
     at_112 = [seen[0].reference, seen[1].recipe]
     assert all(r.stem_stride == 4 and "maps 28/14/7/4" in r.describe() for r in at_112)  # as at 224: 56/28/14/7 at a quarter
     default = seen[2]
-    # the default recipes are the ones the shipped calibrations measured (their runs' keys are unchanged)
-    assert all(c["reference_recipe"] == default.reference.key for c in shipped_calibrations())
-    assert any(c["proxy_recipe"] == default.proxy.key for c in shipped_calibrations())
+    # the shipped calibrations measured the earlier recipes, whose keys the fields added since leave unchanged
+    from trials.recipe import EARLIER_DEFAULT, EARLIER_REFERENCE
+
+    assert all(c["reference_recipe"] == EARLIER_REFERENCE.key for c in shipped_calibrations())
+    assert any(c["proxy_recipe"] == EARLIER_DEFAULT.key for c in shipped_calibrations())
+    assert default.proxy.key != EARLIER_DEFAULT.key and default.reference.key != EARLIER_REFERENCE.key

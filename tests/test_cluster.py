@@ -41,7 +41,7 @@ def cluster(tmp_path):
 def test_a_search_on_two_nodes_survives_losing_the_worker_node(cluster, tmp_path):
     head, worker, ray_env = cluster
     url = f"sqlite:///{tmp_path}/nas_studies.db"
-    args = ["search", "--budget", "4.5G", "--space", "tiny", "--subset", "1024", "--proxy-epochs", "2", "--scheduler", "none",
+    args = ["search", "--budget", "4.5G", "--space", "tiny", "--subset", "1024", "--held-out", "512", "--proxy-epochs", "2", "--scheduler", "none",
             "--trials", "6", "--max-concurrent", "2", "--address", head.address, "--storage", url, "--artifact-dir",
             str(tmp_path / "artifacts")]
     search = start_nas(*args, cwd=tmp_path, extra_env=ray_env)

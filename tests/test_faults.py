@@ -130,7 +130,7 @@ def test_two_searches_on_one_postgresql_study_both_contribute_and_never_train_a_
 def test_out_of_memory_trials_fail_with_their_reason_and_pareto_ignores_them(tmp_path, fault_ledger, round_):
     url = f"sqlite:///{tmp_path}/nas_studies.db"
     run = nas(
-        "search", "--budget", "4.5G", "--space", "tiny", "--subset", "2048", "--proxy-batch-size", "2048",
+        "search", "--budget", "4.5G", "--space", "tiny", "--subset", "2048", "--held-out", "512", "--proxy-batch-size", "2048",
         "--scheduler", "none", "--trials", "2", "--max-memory-per-trial", "200M", "--json", cwd=tmp_path,
     )
     summary = json.loads(run.stdout) if run.returncode == 0 else {}
@@ -147,7 +147,7 @@ def test_out_of_memory_trials_fail_with_their_reason_and_pareto_ignores_them(tmp
 @ROUNDS
 def test_a_killed_ray_worker_fails_its_trial_and_the_search_goes_on(tmp_path, fault_ledger, round_):
     url = f"sqlite:///{tmp_path}/nas_studies.db"
-    args = ["search", "--budget", "4.5G", "--space", "tiny", "--subset", "2048", "--scheduler", "none", "--trials", "3", "--max-concurrent", "1"]
+    args = ["search", "--budget", "4.5G", "--space", "tiny", "--subset", "2048", "--held-out", "512", "--scheduler", "none", "--trials", "3", "--max-concurrent", "1"]
     search = start_nas(*args, cwd=tmp_path)
     assert wait_for(lambda: worker_pids(search), 300)
     time.sleep(1.0)

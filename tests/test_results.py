@@ -196,20 +196,22 @@ def test_timm_entrypoint_refuses_pretrained_weights():
 
 
 def test_a_study_of_a_shipped_calibrations_recipe_and_data_prints_its_measured_noise(tmp_path):
-    """The default recipe on the embedded data was calibrated for the project (README, Proxy fidelity): a new
-    search of it prints that calibration, and its noise decides what 'beats' means, with no nas calibrate."""
+    """The earlier default recipe on the embedded data was calibrated for the project (README, Proxy fidelity): a
+    new search of it prints that calibration, and its noise decides what 'beats' means, with no nas calibrate."""
     from dashboards.calibration import calibration_for, shipped_calibrations, single_score_noise, summary_line
     from nas.study import open_search_study, open_storage
     from searchspace import load_space, parse_macs
     from trials import ProxyRecipe
+    from trials.recipe import EARLIER_DEFAULT
 
-    default = next(c for c in shipped_calibrations() if c["proxy_recipe"] == {k: v for k, v in ProxyRecipe().as_dict().items() if k not in ("seed", "seeds")})
+    default = next(c for c in shipped_calibrations() if c["proxy_recipe"] == EARLIER_DEFAULT.key)
     storage = open_storage(f"sqlite:///{tmp_path}/s.db")
-    study, _ = open_search_study(storage, "default", load_space("unified"), parse_macs("4.5G"), "fashion-mnist", ProxyRecipe())
+    study, _ = open_search_study(storage, "default", load_space("unified"), parse_macs("4.5G"), "fashion-mnist", EARLIER_DEFAULT)
     assert calibration_for(study) == default and single_score_noise(default) > 0
     assert summary_line(default).startswith("proxy calibration (shipped with nas-unified") and "tau vs reference" in summary_line(default)
-    other, _ = open_search_study(storage, "other", load_space("unified"), parse_macs("4.5G"), "fashion-mnist", ProxyRecipe(subset=1024))
-    assert calibration_for(other) is None
+    for other_recipe in (ProxyRecipe(), ProxyRecipe(subset=1024)):  # recipes nobody calibrated
+        other, _ = open_search_study(storage, f"other{other_recipe.subset}", load_space("unified"), parse_macs("4.5G"), "fashion-mnist", other_recipe)
+        assert calibration_for(other) is None
     calibrate_with_noise(study, f"sqlite:///{tmp_path}/s.db", 3.0)  # the storage's own calibration comes first
     assert single_score_noise(calibration_for(study)) == 3.0
 
@@ -224,10 +226,10 @@ def test_a_shipped_calibration_holds_only_on_the_space_and_budget_class_it_was_m
     from dashboards.calibration import calibration_for, find_calibration, summary_line
     from nas.study import open_search_study, open_storage
     from searchspace import load_space, parse_macs
-    from trials import ProxyRecipe
+    from trials.recipe import EARLIER_DEFAULT
 
     storage = open_storage(f"sqlite:///{tmp_path}/s.db")
-    study, _ = open_search_study(storage, "s", load_space(space), parse_macs(budget), "fashion-mnist", ProxyRecipe())
+    study, _ = open_search_study(storage, "s", load_space(space), parse_macs(budget), "fashion-mnist", EARLIER_DEFAULT)
     calibration, why = find_calibration(study)
     assert (calibration_for(study) is None) == (missing is not None) == (calibration is None) and why == missing
     if missing:

@@ -153,25 +153,26 @@ def test_scheduler_names():
         make_scheduler("hyperband", 2)
 
 
-def test_a_trial_reports_every_half_epoch_with_its_full_size_macs(monkeypatch, proxy_data_dir):
+def test_a_trial_reports_at_the_rungs_and_its_end_with_its_full_size_macs(monkeypatch, proxy_data_dir):
     import ray
     from ray import tune
 
-    from nas.scheduler import EVALUATIONS_PER_EPOCH
+    from nas.scheduler import evaluation_points
     from nas.trainable import proxy_trial
 
     reports = []
     monkeypatch.setattr(tune, "report", reports.append)
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])  # no Ray session: this process is the trial
     spec = load_space("tiny").sample(0)
-    recipe = ProxyRecipe(epochs=2, subset=128, val_size=32)
+    recipe = ProxyRecipe(epochs=2, subset=512, val_size=256)
     data = load_proxy_data(str(proxy_data_dir), recipe.resolution, recipe.subset, recipe.val_size, recipe.seed)
-    proxy_trial({"spec": spec.to_dict()}, data, recipe.as_dict(), evaluations_per_epoch=EVALUATIONS_PER_EPOCH)
-    assert [(r["progress"], r["epoch"]) for r in reports] == [(0.5, 0), (1, 1), (1.5, 1), (2, 2)]
+    proxy_trial({"spec": spec.to_dict()}, data, recipe.as_dict(), evaluate_at=evaluation_points("pareto", recipe.epochs))
+    assert "failure" not in reports[-1], reports[-1]
+    assert [(r["progress"], r["epoch"]) for r in reports] == [(0.5, 0), (1, 1), (2, 2)]  # the rungs and the end
     assert {r["macs"] for r in reports} == {count(spec).macs}
     s = pareto()
     trial = new_trial(s)
-    assert [s.on_trial_result(None, trial, r) for r in reports] == [CONTINUE] * 4
+    assert [s.on_trial_result(None, trial, r) for r in reports] == [CONTINUE] * 3
     assert "progress 0.5: 1 trials | progress 1: 1 trials" in s.debug_string()
 
 

@@ -20,7 +20,7 @@ from trials import record
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-FAST = ["--space", "tiny", "--subset", "128", "--proxy-epochs", "2", "--seed", "0"]
+FAST = ["--space", "tiny", "--subset", "256", "--held-out", "512", "--proxy-epochs", "2", "--seed", "0"]
 
 
 def nas(*args, cwd, timeout=600):
@@ -96,7 +96,7 @@ def test_diverging_trials_are_failed_with_their_reason_and_the_search_goes_on(tm
 
 def test_a_scheduler_that_stops_trials_early_leaves_them_pruned_and_off_the_front(tmp_path):
     run = nas(
-        "search", "--budget", "4.5G", "--space", "tiny", "--subset", "128", "--seed", "1", "--proxy-epochs", "3",
+        "search", "--budget", "4.5G", "--space", "tiny", "--subset", "256", "--held-out", "512", "--seed", "1", "--proxy-epochs", "3",
         "--trials", "6", "--scheduler", "asha", "--max-concurrent", "1", "--json", cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""Proxy data and proxy training: the default data, the three folder layouts, determinism, failures."""
+"""Proxy data and proxy training: the default data, the three folder layouts and their test splits (one held-out
+set for every seed), determinism, evaluations where they decide, failures (divergence, collapse)."""
 
 import pickle
 
@@ -10,6 +11,7 @@ from PIL import Image
 from datalib import write_idx
 from searchspace import NasError, load_space, preset
 from trials import ProxyData, ProxyRecipe, TrialFailed, failure_reason, load_proxy_data, train_proxy
+from trials.train import at_chance
 
 @pytest.fixture
 def default_data(monkeypatch, proxy_data_dir):
@@ -23,11 +25,39 @@ def default_data(monkeypatch, proxy_data_dir):
 def test_the_default_data_is_debians_fashion_mnist_resized_and_split_by_seed(default_data):
     data = load_proxy_data(None, 28, 300, 100, seed=1)
     assert data.train_images.shape == (300, 1, 28, 28) and data.val_images.shape == (100, 1, 28, 28)
-    assert data.num_classes == 10 and data.name == "fashion-mnist"
+    assert data.num_classes == 10 and data.name == "fashion-mnist" and data.held_out_from == "test split"
     again = load_proxy_data(None, 28, 300, 100, seed=1)
     assert torch.equal(data.train_labels, again.train_labels)
     other = load_proxy_data(None, 28, 300, 100, seed=2)
     assert not torch.equal(data.train_labels, other.train_labels)
+
+
+def test_every_seed_is_scored_on_the_same_held_out_images_of_the_test_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    write_idx(tmp_path, rng.integers(0, 100, (60, 12, 12)), rng.integers(0, 3, 60))
+    write_idx(tmp_path, rng.integers(150, 255, (40, 12, 12)), rng.integers(0, 3, 40), split="t10k")  # brighter: told apart
+    seeds = [load_proxy_data(str(tmp_path), 12, 30, 20, seed=s) for s in (0, 1, 7)]
+    assert all(torch.equal(d.val_images, seeds[0].val_images) and torch.equal(d.val_labels, seeds[0].val_labels) for d in seeds)
+    assert seeds[0].val_images.min() >= 150 and seeds[0].train_images.max() < 100  # held out from t10k, never trained on
+    assert not torch.equal(seeds[0].train_images, seeds[1].train_images)
+    assert "from its test split" in seeds[0].describe()
+    with pytest.raises(NasError, match="40 usable images in its test split, fewer than the 50 held-out images the proxy recipe asks for; lower --held-out"):
+        load_proxy_data(str(tmp_path), 12, 30, 50, seed=0)
+    legacy = [load_proxy_data(str(tmp_path), 12, 30, 20, seed=s, held_out_from="train") for s in (0, 1)]
+    assert legacy[0].val_images.max() < 100 and not torch.equal(legacy[0].val_images, legacy[1].val_images)
+
+
+def test_without_a_test_split_one_fixed_draw_of_training_images_is_held_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    images = np.arange(80)[:, None, None] + np.zeros((80, 12, 12))  # image i is all i: which image is which
+    write_idx(tmp_path, images, rng.integers(0, 3, 80))
+    first, second = (load_proxy_data(str(tmp_path), 12, 30, 20, seed=s) for s in (0, 1))
+    assert torch.equal(first.val_images, second.val_images) and first.held_out_from == "training images"
+    ids = lambda t: set(t[:, 0, 0, 0].tolist())  # noqa: E731
+    assert not ids(first.val_images) & (ids(first.train_images) | ids(second.train_images))
+    assert ids(first.train_images) != ids(second.train_images)
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -39,15 +69,17 @@ def test_an_idx_folder_is_read(tmp_path, monkeypatch, compress):
     assert data.train_images.shape == (30, 1, 16, 16) and data.num_classes <= 3
 
 
-def test_a_cifar10_python_folder_is_read(tmp_path):
+def test_a_cifar10_python_folder_is_read_with_its_test_batch(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(1, 6):
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         batch = {"data": rng.integers(0, 255, (8, 3072), dtype=np.uint8), "labels": rng.integers(0, 10, 8).tolist()}
-        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
-    data = load_proxy_data(str(tmp_path), 32, 30, 10, seed=0)
-    assert data.train_images.shape == (30, 3, 32, 32)
+        (folder / name).write_bytes(pickle.dumps(batch))
+    data = load_proxy_data(str(tmp_path), 32, 30, 8, seed=0)
+    assert data.train_images.shape == (30, 3, 32, 32) and data.held_out_from == "test split"
+    (folder / "test_batch").unlink()
+    assert load_proxy_data(str(tmp_path), 32, 30, 10, seed=0).held_out_from == "training images"
 
 
 def make_image_folder(root, per_class=6, corrupt=0):
@@ -84,6 +116,16 @@ def test_a_wrong_data_path_names_the_layouts_expected(tmp_path, setup, message):
     assert message in str(err.value)
 
 
+def test_an_image_folder_with_train_and_val_holds_out_val(tmp_path):
+    make_image_folder(tmp_path / "train", per_class=6)
+    make_image_folder(tmp_path / "val", per_class=2)
+    data = load_proxy_data(str(tmp_path), 16, 10, 4, seed=0)
+    assert data.num_classes == 2 and data.held_out_from == "test split" and len(data.val_labels) == 4
+    (tmp_path / "val" / "dogs").rename(tmp_path / "val" / "wolves")
+    with pytest.raises(NasError, match="must be the same folders"):
+        load_proxy_data(str(tmp_path), 16, 10, 4, seed=0)
+
+
 def test_too_small_a_data_set_for_the_subset_is_refused(tmp_path):
     make_image_folder(tmp_path, per_class=3)
     with pytest.raises(NasError, match="lower --subset"):
@@ -96,13 +138,14 @@ def test_the_proxy_stem_stride_keeps_four_stage_maps_of_at_least_two_pixels():
     assert ProxyRecipe(resolution=16).stem_stride == 1
 
 
-def test_proxy_training_is_deterministic_under_a_seed_and_reports_every_epoch(default_data):
+def test_proxy_training_is_deterministic_under_a_seed_and_evaluates_where_asked_and_at_the_end(default_data):
     data = load_proxy_data(None, 28, 256, 64, seed=0)
     recipe = ProxyRecipe(epochs=2, subset=256, val_size=64, seed=3)
     spec = load_space("tiny").sample(0)
-    first = list(train_proxy(spec, data, recipe))
-    second = list(train_proxy(spec, data, recipe))
+    first = list(train_proxy(spec, data, recipe, evaluate_at=[1]))
+    second = list(train_proxy(spec, data, recipe, evaluate_at=[1]))
     assert [e.epoch for e in first] == [1, 2]
+    assert [e.epoch for e in train_proxy(spec, data, recipe)] == [2]  # nothing asked for: the end only
     assert [e.proxy_top1 for e in first] == [e.proxy_top1 for e in second]
     assert first[-1].proxy_top1 > 20.0  # learns something beyond chance (10%) on Fashion-MNIST
     assert first[-1].images_per_second > 0 and first[-1].device == "cpu"
@@ -110,11 +153,12 @@ def test_proxy_training_is_deterministic_under_a_seed_and_reports_every_epoch(de
 
 def test_evaluating_every_half_epoch_reports_progress_and_changes_no_training_step(default_data):
     data = load_proxy_data(None, 28, 256, 64, seed=0)
-    recipe = ProxyRecipe(epochs=2, subset=256, val_size=64, seed=3)
+    recipe = ProxyRecipe(epochs=2, subset=256, val_size=64, rung_val_size=32, seed=3)
     spec = load_space("tiny").sample(0)
-    per_epoch = list(train_proxy(spec, data, recipe))
-    per_half = list(train_proxy(spec, data, recipe, evaluations_per_epoch=2))
+    per_epoch = list(train_proxy(spec, data, recipe, evaluate_at=[1]))
+    per_half = list(train_proxy(spec, data, recipe, evaluate_at=[0.5, 1, 1.5]))
     assert [(r.progress, r.epoch) for r in per_half] == [(0.5, 0), (1, 1), (1.5, 1), (2, 2)]
+    assert [r.held_out for r in per_half] == [32, 32, 32, 64]  # rungs rank on the first images, the end scores on all
     whole = [r for r in per_half if r.progress == r.epoch]
     assert [(r.proxy_top1, r.proxy_loss, r.train_loss) for r in whole] == [(r.proxy_top1, r.proxy_loss, r.train_loss) for r in per_epoch]
 
@@ -123,6 +167,21 @@ def test_a_diverging_trial_fails_with_its_reason(default_data):
     data = load_proxy_data(None, 28, 128, 32, seed=0)
     with pytest.raises(TrialFailed, match="diverged: the (training|held-out) loss"):
         list(train_proxy(preset("u_swin_micro"), data, ProxyRecipe(epochs=2, subset=128, val_size=32, lr=1e6)))
+
+
+def test_a_training_that_ends_at_chance_fails_as_collapsed(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 256), ("t10k", 400)):  # labels that no image tells: nothing to learn
+        write_idx(tmp_path, rng.integers(0, 255, (n, 28, 28)), rng.integers(0, 10, n), split=split)
+    data = load_proxy_data(str(tmp_path), 28, 256, 400, seed=0)
+    with pytest.raises(TrialFailed, match=r"collapsed: held-out top-1 .*% after training is at chance \(1/10 = 10.0%, 400 images\)"):
+        list(train_proxy(preset("u_swin_micro"), data, ProxyRecipe(epochs=1, subset=256, val_size=400)))
+
+
+def test_chance_is_judged_by_the_binomial_noise_of_the_held_out_images():
+    assert at_chance(10.0, 5000, 10) and at_chance(11.2, 5000, 10) and not at_chance(11.5, 5000, 10)
+    assert at_chance(30.0, 16, 4) and not at_chance(60.0, 16, 4)  # 16 images: a wide margin
 
 
 def test_failure_reasons_are_one_line():
@@ -144,5 +203,8 @@ def test_a_subset_that_leaves_one_image_over_still_trains(name):
     # features of the dynamic-weight generator (ddwnet_t) and MixFormer's channel interaction.
     data = synthetic_data(65, 16)
     recipe = ProxyRecipe(epochs=1, subset=65, val_size=16, batch_size=64)
-    (result,) = train_proxy(preset(name), data, recipe)
-    assert result.epoch == 1 and np.isfinite(result.train_loss)
+    try:
+        (result,) = train_proxy(preset(name), data, recipe)
+        assert result.epoch == 1 and np.isfinite(result.train_loss)
+    except TrialFailed as exc:  # random labels, one step: it trained and was scored, and learned nothing
+        assert str(exc).startswith("collapsed: "), exc

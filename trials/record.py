@@ -14,7 +14,7 @@ from searchspace import ArchSpec
 from searchspace.presets import load_axes
 from searchspace.geometry import digest
 
-from .recipe import ProxyRecipe
+from .recipe import EARLIER, ProxyRecipe
 
 # User attributes of a trial.
 SPEC = "spec"  # the architecture, canonical JSON
@@ -104,5 +104,7 @@ def stored_recipe(study: optuna.Study) -> ProxyRecipe | None:
     if not stored:
         return None
     known = ProxyRecipe.__dataclass_fields__
-    before = {"windows": "clamp"}  # a study made before the window rules existed clamped its windows
+    # a study made before the window rules existed clamped its windows; one made before the test split was held
+    # out did what recipe.EARLIER says
+    before = {"windows": "clamp", **EARLIER, "rung_val_size": stored.get("val_size", ProxyRecipe.val_size)}
     return ProxyRecipe(**{**before, **{k: v for k, v in stored.items() if k in known}})

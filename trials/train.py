@@ -2,9 +2,10 @@
 
 The sampled network at a lower resolution (stem stride adapted so the stage maps keep their
 proportions), a width multiplier, a few epochs on a data subset; AdamW, cosine schedule with warm-up
-and label smoothing from timm's factories; top-1 on the held-out split after every epoch, or every part
-of one for schedulers that decide mid-epoch. A NaN/inf loss, an out-of-memory or any error ends the
-trial with a reason. Imports torch, timm, searchspace.
+and label smoothing from timm's factories, gradients clipped by norm; top-1 on held-out images where something
+is decided: a scheduler's rungs (on the first `rung_val_size` images) and the end (on all of them). A NaN/inf
+loss, a collapse to chance, an out-of-memory or any error ends the trial with a reason. Imports torch, timm,
+searchspace.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from timm.loss import LabelSmoothingCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
+from timm.utils import dispatch_clip_grad
 from torch import Tensor
+from torch.optim.swa_utils import update_bn
 
 from searchspace import ArchSpec, build_model
 
@@ -48,6 +51,8 @@ class ProxyResult:
     train_seconds: float
     images_per_second: float
     device: str
+    eval_seconds: float = 0.0  # seconds spent evaluating so far (BatchNorm statistics included)
+    held_out: int = 0  # images this evaluation scored
     proxy_top1_se: float | None = None  # standard error of the mean top-1 over the recipe's seeds
     seed_top1: list[float] | None = None  # each seed's top-1
 
@@ -93,13 +98,25 @@ def normaliser(train_images: Tensor) -> Callable[[Tensor], Tensor]:
     return lambda x: (x.float() / 255 - mean) / std
 
 
+def evaluation_steps(steps_per_epoch: int, epochs: int, evaluate_at: Iterable[float]) -> list[int]:
+    """The optimiser steps after which to evaluate: the first whole step at or past each of `evaluate_at`
+    (in epochs; those past the end dropped), and the last step."""
+    total = steps_per_epoch * epochs
+    steps = {min(total, max(1, math.ceil(steps_per_epoch * p - 1e-9))) for p in evaluate_at if 0 < p < epochs}
+    return sorted(steps | {total})
+
+
 def train_proxy(
-    spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: str = "cpu", evaluations_per_epoch: int = 1
+    spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: str = "cpu", evaluate_at: Iterable[float] = (),
+    *, init_seed: int | None = None, order_seed: int | None = None,
 ) -> Iterator[ProxyResult]:
-    """Train `spec` at proxy scale; yields a ProxyResult `evaluations_per_epoch` times an epoch, at even
-    steps (fewer when an epoch has fewer steps). Evaluating changes no training step. Raises TrialFailed
-    with a reason."""
-    seed_everything(recipe.seed)
+    """Train `spec` at proxy scale; yields a ProxyResult after the first step at or past each point of
+    `evaluate_at` (epochs: a scheduler's rungs), scored on the first `recipe.rung_val_size` held-out images,
+    and at the end, scored on all `recipe.val_size` of them. Evaluating changes no training step.
+    `init_seed` and `order_seed` (default: the recipe's seed) set the initial weights and the batch order
+    apart, for benchmarks/proxy_noise.py. Raises TrialFailed with a reason."""
+    seed = recipe.seed
+    seed_everything(seed if init_seed is None else init_seed)
     if device == "cuda":
         deterministic_cuda()
     try:
@@ -111,7 +128,6 @@ def train_proxy(
     # would fail BatchNorm over pooled (B, C) features, as in the seeds' own code.
     batch_size = min(recipe.batch_size, len(data.train_labels))
     steps_per_epoch = len(data.train_labels) // batch_size
-    images = steps_per_epoch * batch_size  # images an epoch trains on
     optimizer = create_optimizer_v2(model, opt="adamw", lr=recipe.lr, weight_decay=recipe.weight_decay)
     scheduler, _ = create_scheduler_v2(
         optimizer,
@@ -127,63 +143,98 @@ def train_proxy(
     train_x, train_y = data.train_images.to(device), data.train_labels.to(device)
     val_x, val_y = data.val_images.to(device), data.val_labels.to(device)
     normalise = normaliser(train_x)
-    order = torch.Generator(device="cpu").manual_seed(recipe.seed)
+    order = torch.Generator(device="cpu").manual_seed(seed if order_seed is None else order_seed)
+    batchnorms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm)
+    has_batchnorm = recipe.bn_batches > 0 and any(isinstance(m, batchnorms) for m in model.modules())
+    total_steps = steps_per_epoch * recipe.epochs
+    pending = evaluation_steps(steps_per_epoch, recipe.epochs, evaluate_at)
 
-    # the steps after which an epoch is evaluated: evenly spaced, the last one ending the epoch
-    ends = sorted({math.ceil(steps_per_epoch * k / evaluations_per_epoch) for k in range(1, evaluations_per_epoch + 1)})
-    seconds, updates, losses = 0.0, 0, 0.0
+    seconds, eval_seconds, losses, step = 0.0, 0.0, 0.0, 0
     for epoch in range(1, recipe.epochs + 1):
         permutation = torch.randperm(len(train_y), generator=order).to(device)
         flips = torch.rand(len(train_y), generator=order).to(device) < 0.5
-        total_loss, seen, begin = 0.0, 0, 0
-        for end in ends:
-            model.train()
-            start = time.perf_counter()
-            for step in range(begin, end):
-                index = permutation[step * batch_size : (step + 1) * batch_size]
-                x = normalise(train_x[index])
-                x = torch.where(flips[index, None, None, None], x.flip(-1), x)  # random horizontal flip
-                with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
-                    loss = criterion(model(x), train_y[index])
-                if not torch.isfinite(loss):
-                    raise TrialFailed(f"diverged: the training loss became {loss.item()} at epoch {epoch}, step {step + 1}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                updates += 1
-                scheduler.step_update(updates)
-                total_loss += loss.item() * len(index)
-                seen += len(index)
-            begin = end
+
+        def batch(i: int) -> tuple[Tensor, Tensor]:
+            index = permutation[i * batch_size : (i + 1) * batch_size]
+            x = normalise(train_x[index])
+            return torch.where(flips[index, None, None, None], x.flip(-1), x), train_y[index]  # random horizontal flip
+
+        total_loss, seen = 0.0, 0
+        model.train()
+        start = time.perf_counter()
+        for i in range(steps_per_epoch):
+            x, y = batch(i)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+                loss = criterion(model(x), y)
+            if not torch.isfinite(loss):
+                raise TrialFailed(f"diverged: the training loss became {loss.item()} at epoch {epoch}, step {i + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if recipe.clip_grad:
+                dispatch_clip_grad(model.parameters(), recipe.clip_grad, mode="norm")
+            optimizer.step()
+            step += 1
+            scheduler.step_update(step)
+            total_loss += loss.item() * len(y)
+            seen += len(y)
+            if step != pending[0]:
+                continue
+            pending.pop(0)
             if device == "cuda":
                 torch.cuda.synchronize()
             seconds += time.perf_counter() - start
-            top1, val_loss = evaluate(model, normalise(val_x), val_y, recipe.batch_size * 2, amp)
-            whole = end == steps_per_epoch
+            start = time.perf_counter()
+            final = step == total_steps
+            if has_batchnorm:  # BatchNorm's running averages lag a network trained a few dozen steps
+                update_bn([batch(j)[0] for j in range(min(recipe.bn_batches, steps_per_epoch))], model)
+            size = len(val_y) if final else recipe.rung_val_size
+            top1, val_loss = evaluate(model, normalise(val_x[:size]), val_y[:size], recipe.batch_size * 2, amp)
+            if final and at_chance(top1, size, data.num_classes):
+                raise TrialFailed(
+                    f"collapsed: held-out top-1 {top1:.1f}% after training is at chance (1/{data.num_classes} = "
+                    f"{100 / data.num_classes:.1f}%, {size} images)"
+                )
+            model.train()
+            eval_seconds += time.perf_counter() - start
+            whole = step % steps_per_epoch == 0
             yield ProxyResult(
                 epoch=epoch if whole else epoch - 1,
-                progress=epoch if whole else round(epoch - 1 + end / steps_per_epoch, 3),
+                progress=epoch if whole else round(epoch - 1 + (i + 1) / steps_per_epoch, 3),
                 proxy_top1=top1,
                 proxy_loss=val_loss,
                 train_loss=total_loss / seen,
                 train_loss_sum=losses + total_loss / seen,
                 train_seconds=seconds,
-                images_per_second=(images * (epoch - 1) + seen) / seconds,
+                images_per_second=step * batch_size / seconds,
                 device=device if device == "cpu" else torch.cuda.get_device_name(),
+                eval_seconds=eval_seconds,
+                held_out=size,
             )
+            start = time.perf_counter()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - start
         losses += total_loss / seen
 
 
+def at_chance(top1: float, images: int, classes: int, z: float = 3.0) -> bool:
+    """Whether a top-1 (%) on `images` held-out images is no better than guessing among `classes`: within `z`
+    binomial standard errors of 1/classes (a network that learned nothing, or collapsed to one class)."""
+    p = 1 / classes
+    return top1 / 100 <= p + z * math.sqrt(p * (1 - p) / images)
+
+
 def train_seeds(
-    spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: str = "cpu", evaluations_per_epoch: int = 1
+    spec: ArchSpec, data: ProxyData, recipe: ProxyRecipe, device: str = "cpu", evaluate_at: Iterable[float] = ()
 ) -> Iterator[ProxyResult]:
     """`recipe.seeds` trainings of `spec` (seeds recipe.seed, recipe.seed + 1, ...: other initial weights and
     batch order, the same data) in lockstep, so a scheduler can judge them together: each result is their
     mean, with the standard error of the mean top-1 and each seed's top-1. One seed: train_proxy's results."""
     if recipe.seeds == 1:
-        yield from train_proxy(spec, data, recipe, device, evaluations_per_epoch)
+        yield from train_proxy(spec, data, recipe, device, evaluate_at)
         return
-    runs = [train_proxy(spec, data, replace(recipe, seed=recipe.seed + i, seeds=1), device, evaluations_per_epoch) for i in range(recipe.seeds)]
+    evaluate_at = list(evaluate_at)
+    runs = [train_proxy(spec, data, replace(recipe, seed=recipe.seed + i, seeds=1), device, evaluate_at) for i in range(recipe.seeds)]
     for results in zip(*runs):
         top1 = [r.proxy_top1 for r in results]
         first = results[0]
@@ -197,6 +248,8 @@ def train_seeds(
             train_seconds=sum(r.train_seconds for r in results),
             images_per_second=len(results) / sum(1 / r.images_per_second for r in results),
             device=first.device,
+            eval_seconds=sum(r.eval_seconds for r in results),
+            held_out=first.held_out,
             proxy_top1_se=statistics.stdev(top1) / math.sqrt(len(top1)),
             seed_top1=top1,
         )
