@@ -60,6 +60,7 @@ test-deps:
 benchmark: install-test test-deps
 	$(BIN)/python benchmarks/design_space.py
 	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/latency_beside_training.py --threads 1 --clock cpu
 	$(BIN)/python benchmarks/kernels.py
 	$(BIN)/python benchmarks/onnx_parity.py
 	$(BIN)/python benchmarks/search.py
