@@ -159,3 +159,22 @@ def test_nas_bench_run_replays_on_latency_and_prints_the_reference_point_in_ms(t
     as_json = json.loads(nas("bench", "run", "--table", "t.json.gz", "--objectives", "top1,latency", "--seeds", "1",
                              "--budget-seconds", "40", "--json", cwd=tmp_path).stdout)
     assert as_json["objectives"] == ["top1", "latency"] and set(as_json["reference_point"]) == {"proxy_top1", "latency_ms", "normalised"}
+
+
+def test_a_replay_has_the_goals_of_the_search_it_replays():
+    import optuna
+
+    from nas.bench import directions
+    from nas.replay import TableSearcher
+    from nas.search import SearchOptions
+
+    table = with_fake_latency(synthetic_table(n=4))
+
+    def goals(objectives):
+        study = optuna.create_study(directions=list(directions(objectives)))
+        return TableSearcher(table, study, table.load_space(), None, 0, objectives).goals
+
+    assert goals(("top1", "macs")) == SearchOptions(budget=table.budget).goals
+    assert goals(("top1", "macs", "latency")) == SearchOptions(budget=table.budget, latency=True).goals  # nas search --latency
+    only = goals(("top1", "latency"))  # the same budget, latency in place of MACs as the second objective
+    assert only.constraints == SearchOptions(budget=table.budget).goals.constraints and only.directions == ["maximize", "minimize"]
