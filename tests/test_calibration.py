@@ -92,8 +92,8 @@ def nas(*args, cwd):
 @pytest.mark.slow
 def test_calibrating_a_tiny_panel_stores_every_run_and_its_figures_reach_search_and_confirm(tmp_path, proxy_data_dir):
     # a few steps each, so a network is told from chance (a training that ends at chance fails as collapsed)
-    fast = ["--space", "tiny", "--data", str(proxy_data_dir), "--subset", "256", "--held-out", "512", "--proxy-epochs", "1"]
-    reference = ["--reference-subset", "384", "--reference-held-out", "512", "--reference-epochs", "1"]
+    fast = ["--space", "tiny", "--data", str(proxy_data_dir), "--subset", "256", "--held-out", "512", "--proxy-epochs", "2"]
+    reference = ["--reference-subset", "384", "--reference-held-out", "512", "--reference-epochs", "2"]
     run = nas("calibrate", *fast, *reference, "--points", "3", "--no-presets", "--json", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     figures = json.loads(run.stdout)
