@@ -6,6 +6,7 @@ the held-out sample's own share is binomial (p(1 - p) / n per network), computed
 
     python benchmarks/proxy_noise.py decompose   # one source of randomness changed at a time (old training recipe)
     python benchmarks/proxy_noise.py recipes     # seeds 0 and 1 of each recipe: tau, largest move, reference tau, seconds
+    python benchmarks/proxy_noise.py recipes --recipes new --seeds 4   # and the mean of 2 seeds against 2 others
     python benchmarks/proxy_noise.py report      # the figures, from the runs recorded so far
 
 Runs are appended to benchmarks/proxy-noise-runs.jsonl (--runs), one line per training, so an interrupted run
@@ -22,6 +23,10 @@ Seed-to-seed agreement is Kendall tau (with a bootstrap interval over networks) 
 network's move |seed 0 - seed 1|; agreement with the reference is tau against the 4-epoch, 5000-image reference of
 the shipped calibration (benchmarks/calibration-unified-fashion-mnist.csv.gz); cost is the seconds of a trial
 (training and evaluations) as the search runs it (pareto: evaluated at its rungs), medians over the panel.
+With 4 seeds or more, the frontier's next point: what `--proxy-seeds 2` buys at twice the cost, as Kendall tau
+between the mean of two seeds and the mean of two others (each of the 3 ways to split seeds 0-3), beside one
+seed against another (each of the 6 pairs); the reference of the default's own calibration (`nas calibrate`,
+benchmarks/calibration-default-fashion-mnist.csv.gz) is used beside the shipped one where it is there.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ sys.path.insert(0, str(HERE.parent))
 
 BUDGET = 4_800_000_000
 REFERENCE_CSV = HERE / "calibration-unified-fashion-mnist.csv.gz"
+DEFAULT_CALIBRATION_CSV = HERE / "calibration-default-fashion-mnist.csv.gz"  # the default recipe's nas calibrate
 SOURCES = ("init", "order", "subset", "all")
 OLD_HELD_OUT = 500
 
@@ -136,12 +142,41 @@ def tau_with_interval(a: dict, b: dict, repeats: int = 2000) -> tuple[float, flo
     return tau, low, high, len(keys)
 
 
-def reference_scores() -> dict[str, float]:
+def reference_scores(path: Path = REFERENCE_CSV) -> dict[str, float]:
     import pandas as pd
 
-    table = pd.read_csv(REFERENCE_CSV)
-    reference = table[table.role == "reference"]
+    table = pd.read_csv(path)
+    reference = table[table.role == "reference"].dropna(subset=["top1"])
     return dict(zip(reference.point, reference.top1))
+
+
+def seed_scores(runs: list[dict], recipe: str) -> list[dict[str, float]]:
+    """The recipe's scores by seed (seed0, seed1, ...), as far as they go without a gap."""
+    found = []
+    while by_seed := scores(runs, recipe, f"seed{len(found)}"):
+        found.append(by_seed)
+    return found
+
+
+def averaged_seeds(runs: list[dict], recipe: str, reference: dict) -> dict | None:
+    """One seed against another (all pairs) beside the mean of two seeds against the mean of two others (all
+    splits of seeds 0-3): what averaging two seeds buys. None below 4 seeds."""
+    by_seed = seed_scores(runs, recipe)
+    if len(by_seed) < 4:
+        return None
+    keys = sorted(set.intersection(*(set(s) for s in by_seed[:4])))
+    single = [stats.kendalltau([a[k] for k in keys], [b[k] for k in keys]).statistic
+              for i, a in enumerate(by_seed[:4]) for b in by_seed[i + 1 : 4]]
+    mean = lambda i, j: {k: (by_seed[i][k] + by_seed[j][k]) / 2 for k in keys}  # noqa: E731
+    splits = [((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))]
+    paired = [tau_with_interval(mean(*x), mean(*y)) for x, y in splits]
+    moves = [abs(mean(*x)[k] - mean(*y)[k]) for x, y in splits for k in keys]
+    return {
+        "networks": len(keys), "single_taus": single, "pair_taus": [t[0] for t in paired],
+        "pair_interval": paired[0][1:3], "pair_largest_move": max(moves), "pair_over_5": sum(m > 5 for m in moves) / 3,
+        "pair_median_move": float(np.median(moves)),
+        "reference_tau": tau_with_interval({k: np.mean([s[k] for s in by_seed[:4]]) for k in keys}, reference)[:3],
+    }
 
 
 def decomposition(runs: list[dict], recipe: str = "old-fixed-held-out") -> list[tuple]:
@@ -235,6 +270,26 @@ def report(path: Path) -> None:
                       f"interquartile {low:.2f}-{high:.2f}x over {n} pairs")
             for failure in f["failed"]:
                 print(f"      failed: {failure}")
+            averaged = averaged_seeds(runs, f["recipe"], reference)
+            if averaged:
+                single, pairs = averaged["single_taus"], averaged["pair_taus"]
+                low, high = averaged["pair_interval"]
+                print(f"      seeds 0-3 (n {averaged['networks']}): one seed against another, tau median {np.median(single):.3f} "
+                      f"[{min(single):.2f}-{max(single):.2f} over the 6 pairs]; mean of 2 seeds against mean of 2 others "
+                      f"(--proxy-seeds 2, 2x the cost): median {np.median(pairs):.3f} [{min(pairs):.2f}-{max(pairs):.2f} over "
+                      f"the 3 splits; {pairs[0]:.2f} [{low:.2f}, {high:.2f}] for 0+1 vs 2+3], median move {averaged['pair_median_move']:.2f}, "
+                      f"largest {averaged['pair_largest_move']:.1f}, > 5 points {averaged['pair_over_5']:.1f} a split; mean of 4 vs reference "
+                      f"tau {averaged['reference_tau'][0]:.3f} [{averaged['reference_tau'][1]:.2f}, {averaged['reference_tau'][2]:.2f}]")
+    if figures and DEFAULT_CALIBRATION_CSV.exists():
+        own = reference_scores(DEFAULT_CALIBRATION_CSV)
+        print(f"\nAgainst the default's own reference ({DEFAULT_CALIBRATION_CSV.name}: the reference recipe with 5000 test "
+              f"images, clipping and BatchNorm re-estimation; {len(own)} networks), mean of seeds 0 and 1 (of 0-3 where there):")
+        for f in figures:
+            by_seed = seed_scores(runs, f["recipe"])
+            for count in sorted({2, len(by_seed)}):
+                keys = set.intersection(*(set(s) for s in by_seed[:count]))
+                tau, low, high, n = tau_with_interval({k: np.mean([s[k] for s in by_seed[:count]]) for k in keys}, own)
+                print(f"  {f['recipe']:20} {count} seeds: tau {tau:.3f} [{low:.2f}, {high:.2f}] (n {n})")
     print(f"\nload average now: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -245,6 +300,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=HERE / "proxy-noise-runs.jsonl")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--networks", type=int, default=20, help="For `cost`: N networks spread over the panel.")
+    parser.add_argument("--seeds", type=int, default=2, help="For `recipes`: seeds 0 to N-1 of each (4: what 2 seeds buy).")
     args = parser.parse_args()
     zero = {"init": 0, "order": 0, "subset": 0}
     if args.what == "decompose":
@@ -255,7 +311,8 @@ def main() -> None:
         for name in names:
             if name not in recipes():
                 parser.error(f"unknown recipe {name!r} (recipes: {', '.join(recipes())})")
-        per_recipe = [jobs_for(name, {"seed0": zero, "seed1": {k: 1 for k in zero}}) for name in names]
+        seeds = {f"seed{i}": {k: i for k in zero} for i in range(args.seeds)}
+        per_recipe = [jobs_for(name, seeds) for name in names]
         run([job for same_point in zip(*per_recipe) for job in same_point], args.runs, args.jobs)  # interleaved: one load for all
     elif args.what == "cost":
         names = args.recipes.split(",")
