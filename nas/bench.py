@@ -361,7 +361,7 @@ def parse_objectives(text: str) -> tuple[str, ...]:
 
 # --- latency: the table's points measured on this machine ----------------------------------------------------
 def measure_table_latency(path: str | Path, protocol, output: str | Path | None = None, fresh: bool = False,
-                          progress=None, say=print) -> Table:
+                          progress=None, say=print, measured_in: str | Path | None = None) -> Table:
     """Measure the batch-1 latency of every point of the table at `path` (searchspace.latency's protocol: the
     full-size network, eval mode, median and interquartile range) and write it into the table, each point's
     beside its curve and the device and protocol once (Table.latency), to `output` (default: the table file).
@@ -370,7 +370,10 @@ def measure_table_latency(path: str | Path, protocol, output: str | Path | None 
     a rerun measures only the rest; a rerun on another device or protocol is refused (its figures would not
     compare), as is one over a table whose points differ. `fresh`: every point is measured again. `progress`:
     called before the first point with (points measured already, points in all, None, None), then after each
-    point with (points measured, points in all, the point, its latency block)."""
+    point with (points measured, points in all, the point, its latency block).
+    `measured_in`: another table of this device and protocol (an earlier build of the same points, say): a point
+    it measured (the same full-size network, by id) takes that measurement instead of being measured again, as
+    latency does not depend on the proxy recipe a table was trained with; the run records how many it took."""
     from searchspace.latency import Device, measure_latency
 
     target = Path(output or path)
@@ -399,6 +402,12 @@ def measure_table_latency(path: str | Path, protocol, output: str | Path | None 
     todo = [p for p in table.points if p.latency is None]
     run = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "points": 0, "seconds": 0.0,
            "load_average_start": [round(x, 2) for x in os.getloadavg()]}
+    if measured_in is not None:
+        todo = _take_measured(todo, Table.load(measured_in), wanted, run, str(measured_in))
+        if run.get("taken"):
+            table.latency["runs"].extend(run.pop("taken_runs"))  # the runs that measured what was taken
+            say(f"{run['taken']} points take their latency from {measured_in}")
+            table.save(target)
     table.latency["runs"].append(run)
     started = time.perf_counter()
     if todo:
@@ -419,9 +428,31 @@ def measure_table_latency(path: str | Path, protocol, output: str | Path | None 
             if progress is not None:
                 progress(len(table.points) - len(todo) + i, len(table.points), point, point.latency)
     finally:
-        if not run["points"]:
+        if not run["points"] and not run.get("taken"):
             table.latency["runs"].pop()  # nothing measured: no run to record
     return table
+
+
+def _take_measured(todo: list[TablePoint], other: Table, wanted: dict, run: dict, name: str) -> list[TablePoint]:
+    """Give the points of `todo` that `other` measured their measurement (refused unless `other` was measured on
+    this device by this protocol); returns the points left to measure."""
+    stored = other.latency
+    if stored is None:
+        raise NasError(f"{name} has no latency: measure it with nas bench latency first")
+    had = {"device": {k: v for k, v in stored["device"].items() if k in wanted["device"]}, "protocol": stored["protocol"]}
+    if had != wanted:
+        raise NasError(f"{name}'s latency was measured on another device or protocol: its figures and these would not compare")
+    measured = {p.id: p.latency for p in other.points if p.latency is not None}
+    left = []
+    for point in todo:
+        if point.id in measured:
+            point.latency = dict(measured[point.id])
+        else:
+            left.append(point)
+    run["taken"] = len(todo) - len(left)
+    run["taken_from"] = f"{name} (study {other.study})"
+    run["taken_runs"] = [{**r, "in": name} for r in stored.get("runs", [])]  # when and how what was taken was measured
+    return left
 
 
 def latency_agreement(table: Table, predictor=None) -> dict:

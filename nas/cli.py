@@ -759,9 +759,11 @@ def bench_build(budget, space_file, points, data, storage, study_name, seed, ray
 @click.option("-o", "--output", help="Write the table with its latency here.  [default: into the table file itself]")
 @click.option("--fresh", is_flag=True, help="Measure every point again (default: only the points not measured yet).")
 @click.option("--latency-table", "predictor_path", help="A predictor file of nas latency build: its predictions against the measurement.")
+@click.option("--measured-in", help="Another table measured on this device by this protocol (an earlier build of the same points): "
+              "a point it measured takes that latency instead of being measured again.")
 @protocol_options
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench_latency(table_path, output, fresh, predictor_path, img_size, num_classes, dtype, threads, channels_last, device, clock,
+def bench_latency(table_path, output, fresh, predictor_path, measured_in, img_size, num_classes, dtype, threads, channels_last, device, clock,
                   min_runs, backend, as_json):
     """Measure the batch-1 latency of every point of a table here and write it into the table, with the device.
 
@@ -797,7 +799,8 @@ def bench_latency(table_path, output, fresh, predictor_path, img_size, num_class
 
     target = output or table_path
     try:
-        table = measure_table_latency(table_path, protocol, output, fresh, progress, say=lambda line: err.print(line, markup=False))
+        table = measure_table_latency(table_path, protocol, output, fresh, progress, say=lambda line: err.print(line, markup=False),
+                                      measured_in=measured_in)
     except KeyboardInterrupt:
         bar.stop()
         err.print(f"interrupted: the points measured so far are in {target}; rerun to measure the rest", markup=False)

@@ -90,6 +90,28 @@ def test_an_interrupted_measurement_keeps_its_points_and_a_rerun_measures_only_t
     assert fresh == [0, 1, 2, 3]
 
 
+def test_a_rebuilt_table_takes_the_latency_its_earlier_build_measured_and_measures_only_new_points(tmp_path):
+    """A table rebuilt with another recipe holds the same full-size networks: their latency on this device by this
+    protocol is taken from the earlier table, points it lacks are measured, and another protocol's is refused."""
+    synthetic_table(n=3).save(tmp_path / "old.json.gz")
+    old = measure_table_latency(tmp_path / "old.json.gz", QUICK, say=lambda line: None)
+    rebuilt = synthetic_table(n=4)  # the same first 3 points, and one more
+    assert [p.id for p in rebuilt.points[:3]] == [p.id for p in old.points]
+    rebuilt.save(tmp_path / "new.json.gz")
+    measured = []
+    table = measure_table_latency(tmp_path / "new.json.gz", QUICK, measured_in=tmp_path / "old.json.gz",
+                                  progress=lambda *a: measured.append(a[2] and a[2].id), say=lambda line: None)
+    assert [p.latency for p in table.points[:3]] == [p.latency for p in old.points]
+    assert measured == [None, rebuilt.points[3].id] and table.points[3].latency["ms"] > 0  # only the new point measured
+    taken = [r for r in table.latency["runs"] if r.get("taken")]
+    assert taken[0]["taken"] == 3 and "old.json.gz" in taken[0]["taken_from"]
+    assert any(r.get("in") == str(tmp_path / "old.json.gz") for r in table.latency["runs"])  # when those were measured
+    synthetic_table(n=4).save(tmp_path / "other.json.gz")
+    with pytest.raises(NasError, match="another device or protocol"):
+        measure_table_latency(tmp_path / "other.json.gz", Protocol(img_size=48, throughput_batch=0, threads=1, min_runs=3),
+                              measured_in=tmp_path / "old.json.gz", say=lambda line: None)
+
+
 def test_nas_bench_latency_writes_the_table_with_its_device_and_prints_macs_against_latency(tmp_path):
     synthetic_table(n=3).save(tmp_path / "t.json.gz")
     run = nas("bench", "latency", "--table", "t.json.gz", "-o", "measured.json.gz", "--img-size", "32", "--threads", "1",

@@ -209,9 +209,11 @@ def test_a_study_of_a_shipped_calibrations_recipe_and_data_prints_its_measured_n
     study, _ = open_search_study(storage, "default", load_space("unified"), parse_macs("4.5G"), "fashion-mnist", EARLIER_DEFAULT)
     assert calibration_for(study) == default and single_score_noise(default) > 0
     assert summary_line(default).startswith("proxy calibration (shipped with nas-unified") and "tau vs reference" in summary_line(default)
-    for other_recipe in (ProxyRecipe(), ProxyRecipe(subset=1024)):  # recipes nobody calibrated
-        other, _ = open_search_study(storage, f"other{other_recipe.subset}", load_space("unified"), parse_macs("4.5G"), "fashion-mnist", other_recipe)
-        assert calibration_for(other) is None
+    # the default recipe has a shipped calibration of its own, not the earlier default's; a recipe nobody calibrated none
+    today, _ = open_search_study(storage, "today", load_space("unified"), parse_macs("4.5G"), "fashion-mnist", ProxyRecipe())
+    assert calibration_for(today)["proxy_recipe"] == ProxyRecipe().key != default["proxy_recipe"]
+    other, _ = open_search_study(storage, "other", load_space("unified"), parse_macs("4.5G"), "fashion-mnist", ProxyRecipe(subset=1024))
+    assert calibration_for(other) is None
     calibrate_with_noise(study, f"sqlite:///{tmp_path}/s.db", 3.0)  # the storage's own calibration comes first
     assert single_score_noise(calibration_for(study)) == 3.0
 
