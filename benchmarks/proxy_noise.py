@@ -176,7 +176,17 @@ def averaged_seeds(runs: list[dict], recipe: str, reference: dict) -> dict | Non
         "pair_interval": paired[0][1:3], "pair_largest_move": max(moves), "pair_over_5": sum(m > 5 for m in moves) / 3,
         "pair_median_move": float(np.median(moves)),
         "reference_tau": tau_with_interval({k: np.mean([s[k] for s in by_seed[:4]]) for k in keys}, reference)[:3],
+        **_close_pairs([[s[k] for s in by_seed[:4]] for k in keys]),
     }
+
+
+def _close_pairs(scores: list[list[float]]) -> dict:
+    """Why ranks swap: one score's noise (pooled over each network's seeds) and the share of network pairs whose
+    means of all seeds lie closer than the noise of a difference of two scores (noise x sqrt 2)."""
+    noise = float(np.sqrt(np.mean([np.var(s, ddof=1) for s in scores])))
+    means = [float(np.mean(s)) for s in scores]
+    pairs = [(a, b) for i, a in enumerate(means) for b in means[i + 1 :]]
+    return {"noise": noise, "close_pairs": sum(abs(a - b) < noise * math.sqrt(2) for a, b in pairs), "pairs": len(pairs)}
 
 
 def decomposition(runs: list[dict], recipe: str = "old-fixed-held-out") -> list[tuple]:
@@ -280,6 +290,9 @@ def report(path: Path) -> None:
                       f"the 3 splits; {pairs[0]:.2f} [{low:.2f}, {high:.2f}] for 0+1 vs 2+3], median move {averaged['pair_median_move']:.2f}, "
                       f"largest {averaged['pair_largest_move']:.1f}, > 5 points {averaged['pair_over_5']:.1f} a split; mean of 4 vs reference "
                       f"tau {averaged['reference_tau'][0]:.3f} [{averaged['reference_tau'][1]:.2f}, {averaged['reference_tau'][2]:.2f}]")
+                print(f"      one score's noise {averaged['noise']:.2f} points (pooled over the 4 seeds); {averaged['close_pairs']} of "
+                      f"{averaged['pairs']} network pairs have means of 4 seeds closer than a difference's noise "
+                      f"({averaged['noise'] * math.sqrt(2):.2f}): their order is what moves between seeds")
     if figures and DEFAULT_CALIBRATION_CSV.exists():
         own = reference_scores(DEFAULT_CALIBRATION_CSV)
         print(f"\nAgainst the default's own reference ({DEFAULT_CALIBRATION_CSV.name}: the reference recipe with 5000 test "
